@@ -1,0 +1,21 @@
+"""adamflow: continuous-time analysis of adaptive optimizers (arXiv 2411.05746).
+
+Specs (`Adam`, `AdamW`, `KAdam`) feed the discrete reference (`run_discrete`), the
+continuous-time flow (`integrate`) and the symbolic layer (`adamflow.symbolic`, imported
+on demand so that ``import adamflow`` does not load sympy).
+"""
+
+from ._compare import Comparison as Comparison
+from ._compare import OrderFit as OrderFit
+from ._compare import compare as compare
+from ._compare import convergence_order as convergence_order
+from ._compare import fit_order as fit_order
+from ._discrete import run_discrete as run_discrete
+from ._integrate import integrate as integrate
+from ._optimizers import Adam as Adam
+from ._optimizers import AdamW as AdamW
+from ._optimizers import KAdam as KAdam
+from ._trajectory import IntegrationError as IntegrationError
+from ._trajectory import Trajectory as Trajectory
+
+__version__ = "0.1.0"

@@ -1,0 +1,131 @@
+"""Discrete optimizer against its flow: errors at matched times and convergence orders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._discrete import run_discrete
+from ._integrate import integrate
+from ._optimizers import KAdam
+from ._trajectory import PyTree, Trajectory
+
+
+@dataclass(frozen=True)
+class Comparison:
+    r"""A discrete run and a flow saved at the same steps, and their distance.
+
+    ``error[j] = |θ_{n_j} - θ(n_j η)|`` (Euclidean norm over all parameters) at the saved
+    steps ``n_j``; ``max_error``/``final_error`` its maximum and last value;
+    ``relative_error = max_error / max_j |θ_{n_j} - θ_0|`` (error per distance travelled).
+    """
+
+    discrete: Trajectory
+    flow: Trajectory
+    steps: np.ndarray
+    error: np.ndarray
+    max_error: float
+    final_error: float
+    relative_error: float
+
+
+def trajectory_distance(a: Trajectory, b: Trajectory) -> np.ndarray:
+    """``|θ_a - θ_b|`` at each saved index (both saved at the same points)."""
+    xa, xb = a.theta_flat(), b.theta_flat()
+    if xa.shape != xb.shape:
+        raise ValueError(f"trajectories saved at different points: {xa.shape} vs {xb.shape}")
+    return np.linalg.norm(xa - xb, axis=1)
+
+
+def compare(
+    opt: KAdam,
+    loss: Callable[[PyTree], Any] | None,
+    theta0: PyTree,
+    steps: int,
+    *,
+    grad: Callable[[PyTree], PyTree] | None = None,
+    save_every: int = 1,
+    **integrate_kwargs: Any,
+) -> Comparison:
+    r"""Run ``opt`` for ``steps`` discrete steps and integrate its flow to :math:`t = n\eta`;
+    report :math:`|\theta_n - \theta(n\eta)|` at every ``save_every``-th step (and the last).
+
+    ``integrate_kwargs`` go to `integrate` (``order``, ``convention``, ``backend``, …).
+    """
+    disc = run_discrete(opt, loss, theta0, steps, grad=grad, save_every=save_every)
+    flow = integrate(
+        opt, loss, theta0, grad=grad, steps=steps, save_steps=disc.steps, **integrate_kwargs
+    )
+    error = trajectory_distance(disc, flow)
+    x = disc.theta_flat()
+    travelled = float(np.max(np.linalg.norm(x - x[0], axis=1)))
+    max_error = float(np.max(error))
+    return Comparison(
+        discrete=disc,
+        flow=flow,
+        steps=disc.steps,
+        error=error,
+        max_error=max_error,
+        final_error=float(error[-1]),
+        relative_error=max_error / travelled if travelled > 0 else float("inf"),
+    )
+
+
+@dataclass(frozen=True)
+class OrderFit:
+    r"""Errors over learning rates and the fitted order :math:`p` in
+    :math:`\text{error} \approx C\,\eta^p` (least squares on log-log axes)."""
+
+    lrs: np.ndarray
+    errors: np.ndarray
+    order: float
+    constant: float
+    label: str = ""
+
+
+def fit_order(lrs: Sequence[float], errors: Sequence[float], label: str = "") -> OrderFit:
+    r"""Fit :math:`\log \text{error} = \log C + p \log \eta` by least squares."""
+    lr_arr = np.asarray(lrs, dtype=float)
+    err_arr = np.asarray(errors, dtype=float)
+    if lr_arr.shape != err_arr.shape or lr_arr.size < 2:
+        raise ValueError("fit_order needs at least two (lr, error) pairs of equal length")
+    if np.any(lr_arr <= 0) or np.any(~np.isfinite(err_arr)) or np.any(err_arr <= 0):
+        raise ValueError("fit_order needs lr > 0 and finite errors > 0")
+    slope, intercept = np.polyfit(np.log(lr_arr), np.log(err_arr), 1)
+    return OrderFit(lr_arr, err_arr, float(slope), float(np.exp(intercept)), label)
+
+
+def convergence_order(
+    opt: KAdam,
+    loss: Callable[[PyTree], Any] | None,
+    theta0: PyTree,
+    lrs: Sequence[float],
+    *,
+    t1: float,
+    metric: str = "final",
+    grad: Callable[[PyTree], PyTree] | None = None,
+    **integrate_kwargs: Any,
+) -> OrderFit:
+    r"""Order :math:`p` of the flow's error against the discrete run at a fixed time
+    ``t1``: for each ``lr`` (``t1/lr`` must be an integer), ``error = |θ_K - θ(Kη)|`` at
+    ``K = t1/lr`` (``metric="final"``) or its maximum over the steps (``"max"``)."""
+    if metric not in ("final", "max"):
+        raise ValueError(f"metric must be 'final' or 'max', got {metric!r}")
+    errors = []
+    for lr in lrs:
+        steps = round(t1 / lr)
+        if steps < 1 or not np.isclose(steps * lr, t1, rtol=1e-9):
+            raise ValueError(f"t1/lr must be a positive integer; t1={t1}, lr={lr}")
+        spec = opt.replace(lr=lr)
+        save_every = steps if metric == "final" else max(1, steps // 50)
+        result = compare(
+            spec, loss, theta0, steps, grad=grad, save_every=save_every, **integrate_kwargs
+        )
+        errors.append(result.final_error if metric == "final" else result.max_error)
+    label = (
+        f"{integrate_kwargs.get('order', 'leading')}, {integrate_kwargs.get('convention', 'exact')}"
+    )
+    return fit_order(lrs, errors, label)

@@ -1,0 +1,221 @@
+"""The discrete optimizers (THEORY.md §1): the reference every flow is compared with."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import _rules
+from ._optimizers import Hyper, KAdam
+from ._trajectory import PyTree, Trajectory, first_nonfinite_index
+
+tree_map = jax.tree_util.tree_map
+
+
+class CascadeState(NamedTuple):
+    """Discrete optimizer state: step count ``n`` and raw moments ``m_i, v_i`` per level."""
+
+    count: jnp.ndarray
+    m: tuple[PyTree, ...]
+    v: tuple[PyTree, ...]
+
+
+def init_state(k: int, params: PyTree) -> CascadeState:
+    """``n = 0`` and ``m_i = v_i = 0`` for every level."""
+    zeros = tree_map(jnp.zeros_like, params)
+    return CascadeState(jnp.zeros([], jnp.int32), (zeros,) * k, (zeros,) * k)
+
+
+def cascade_step(hyper: Hyper, state: CascadeState, grad: PyTree) -> tuple[CascadeState, PyTree]:
+    r"""One step of the k-level cascade; returns the new state and :math:`u^{(k)}_n`.
+
+    For i = 1..k with :math:`u^{(0)}_n = g_n`:
+    :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_i)(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
+    :math:`v^{(i)}_n` with :math:`(u^{(i-1)}_n)^2`, and
+    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_i^n)] / (\sqrt{v^{(i)}_n/(1-\gamma_i^n)} + \varepsilon)`.
+    Works for traced (vmapped) hyperparameters.
+    """
+    n = state.count + 1
+    drive = grad
+    new_m, new_v = [], []
+    for i in range(len(state.m)):
+        beta, gamma = hyper.betas[i], hyper.gammas[i]
+        m = tree_map(lambda m, x: m + _rules.ema_increment(m, x, 1.0 - beta), state.m[i], drive)
+        v = tree_map(
+            lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - gamma), state.v[i], drive
+        )
+        bc_m = _rules.bias_correction(n * _rules.decay_per_step(beta))
+        bc_v = _rules.bias_correction(n * _rules.decay_per_step(gamma))
+        drive = tree_map(lambda m, v: _rules.normalized_update(m / bc_m, v / bc_v, hyper.eps), m, v)
+        new_m.append(m)
+        new_v.append(v)
+    return CascadeState(n, tuple(new_m), tuple(new_v)), drive
+
+
+def parameter_step(hyper: Hyper, theta: PyTree, update: PyTree) -> PyTree:
+    r""":math:`\theta_n = \theta_{n-1} - \eta (u_n + \lambda \theta_{n-1})`."""
+    return tree_map(
+        lambda p, u: p + hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay),
+        theta,
+        update,
+    )
+
+
+def as_optax(opt: KAdam) -> optax.GradientTransformation:
+    r"""The spec as an optax transformation returning :math:`-\eta (u^{(k)}_n + \lambda \theta)`.
+
+    Apply with ``optax.apply_updates``. ``params`` must be passed to ``update`` when
+    ``weight_decay > 0``.
+    """
+    hyper = opt.hyper()
+
+    def init_fn(params: PyTree) -> CascadeState:
+        return init_state(opt.k, params)
+
+    def update_fn(
+        updates: PyTree, state: CascadeState, params: PyTree | None = None
+    ) -> tuple[PyTree, CascadeState]:
+        if params is None:
+            if opt.weight_decay > 0:
+                raise ValueError("params must be given to update() when weight_decay > 0")
+            params = tree_map(jnp.zeros_like, updates)
+        new_state, u = cascade_step(hyper, state, updates)
+        delta = tree_map(
+            lambda u, p: hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay),
+            u,
+            params,
+        )
+        return delta, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]
+
+
+def resolve_grad(
+    loss: Callable[[PyTree], Any] | None, grad: Callable[[PyTree], PyTree] | None
+) -> Callable[[PyTree], PyTree]:
+    """``grad`` if given, else ``jax.grad(loss)``; one of them is required."""
+    if grad is not None:
+        if not callable(grad):
+            raise TypeError(f"grad must be callable, got {type(grad).__name__}")
+        return grad
+    if loss is None or not callable(loss):
+        raise TypeError("loss must be a callable scalar function of the parameters (or pass grad=)")
+    return _cached_grad(loss)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_grad(loss: Callable[[PyTree], Any]) -> Callable[[PyTree], PyTree]:
+    # The same loss gives the same gradient function, so jit caches keyed on it hit.
+    return jax.grad(loss)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _as_float_tree(theta0: PyTree) -> PyTree:
+    leaves = jax.tree_util.tree_leaves(theta0)
+    if not leaves:
+        raise ValueError("theta0 must contain at least one array")
+    return tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), theta0)
+
+
+def run_discrete(
+    opt: KAdam,
+    loss: Callable[[PyTree], Any] | None,
+    theta0: PyTree,
+    steps: int,
+    *,
+    grad: Callable[[PyTree], PyTree] | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (THEORY.md §1).
+
+    :math:`g_n = \nabla L(\theta_{n-1})`, the k-level cascade gives :math:`u^{(k)}_n`, and
+    :math:`\theta_n = \theta_{n-1} - \eta(u^{(k)}_n + \lambda\theta_{n-1})`. Equal to
+    ``optax.adamw`` for ``AdamW`` specs, to round-off.
+
+    Saves steps ``0, save_every, 2·save_every, …`` and always the last step. ``grad``
+    (a JAX-traceable function of the parameters) replaces ``jax.grad(loss)``.
+    A run that goes non-finite returns ``success=False`` and names the first such step.
+    """
+    if not isinstance(opt, KAdam):
+        raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
+    steps = _check_positive_int("steps", steps)
+    save_every = _check_positive_int("save_every", save_every)
+    grad_fn = resolve_grad(loss, grad)
+    theta0 = _as_float_tree(theta0)
+    saved_states, saved_steps = _run_scan(grad_fn, opt.hyper(), opt.k, theta0, steps, save_every)
+    theta, m, v, u = saved_states
+    steps_arr = np.asarray(saved_steps, dtype=np.int64)
+    bad = first_nonfinite_index(theta)
+    message = "ok" if bad is None else f"non-finite parameters at step {int(steps_arr[bad])}"
+    return Trajectory(
+        ts=steps_arr * opt.lr,
+        steps=steps_arr,
+        theta=theta,
+        m=m,
+        v=v,
+        u=u,
+        stats={"num_steps": steps, "grad_evals": steps},
+        success=bad is None,
+        message=message,
+        kind="discrete",
+    )
+
+
+def _run_scan(
+    grad_fn: Callable[[PyTree], PyTree],
+    hyper: Hyper,
+    k: int,
+    theta0: PyTree,
+    steps: int,
+    save_every: int,
+) -> tuple[Any, list[int]]:
+    """Scan ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start."""
+    n_blocks, tail = divmod(steps, save_every)
+    saved_steps = [i * save_every for i in range(n_blocks + 1)] + ([steps] if tail else [])
+    state0 = init_state(k, theta0)
+    record0 = (theta0, state0.m, state0.v, tree_map(jnp.zeros_like, theta0))
+    records = _scan_jit(grad_fn, n_blocks, save_every, tail, hyper, theta0, state0)
+    stacked = tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), record0, records)
+    return stacked, saved_steps
+
+
+@jax.jit(static_argnums=(0, 1, 2, 3))
+def _scan_jit(
+    grad_fn: Callable[[PyTree], PyTree],
+    n_blocks: int,
+    block: int,
+    tail: int,
+    hyper: Hyper,
+    theta0: PyTree,
+    state0: CascadeState,
+) -> Any:
+    def one_step(carry: tuple[PyTree, CascadeState, PyTree], _: None) -> Any:
+        theta, state, _u = carry
+        state, u = cascade_step(hyper, state, grad_fn(theta))
+        return (parameter_step(hyper, theta, u), state, u), None
+
+    def record(carry: Any) -> Any:
+        theta, state, u = carry
+        return (theta, state.m, state.v, u)
+
+    def one_block(carry: Any, _: None) -> Any:
+        carry, _ = jax.lax.scan(one_step, carry, None, length=block)
+        return carry, record(carry)
+
+    carry = (theta0, state0, tree_map(jnp.zeros_like, theta0))
+    carry, blocks = jax.lax.scan(one_block, carry, None, length=n_blocks)
+    if tail:
+        carry, _ = jax.lax.scan(one_step, carry, None, length=tail)
+        blocks = tree_map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), blocks, record(carry))
+    return blocks

@@ -1,0 +1,121 @@
+"""Continuous-time vector fields of the k-Adam cascade (THEORY.md §2, leading order)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from . import _rules
+from ._optimizers import KAdam
+from ._trajectory import PyTree
+
+tree_map = jax.tree_util.tree_map
+
+
+class FlowState(NamedTuple):
+    """State of the flow: parameters and raw moments ``m_i, v_i`` per level."""
+
+    theta: PyTree
+    m: tuple[PyTree, ...]
+    v: tuple[PyTree, ...]
+
+
+class FlowParams(NamedTuple):
+    """Rates and constants of a flow: ``a_i, b_i`` per level (``inf`` = no memory)."""
+
+    a: Any  # shape (k,)
+    b: Any  # shape (k,)
+    eps: Any
+    weight_decay: Any
+
+
+def flow_params(opt: KAdam, convention: str = "exact") -> FlowParams:
+    r"""Rates of the spec's flow: :math:`a_i = \ln(1/\beta_i)/\eta` (``"exact"``) or
+    :math:`(1-\beta_i)/\eta` (``"euler"``), likewise :math:`b_i` from :math:`\gamma_i`."""
+    a = [_rules.moment_rate(beta, opt.lr, convention) for beta in opt.betas]
+    b = [_rules.moment_rate(gamma, opt.lr, convention) for gamma in opt.gammas]
+    return FlowParams(np.asarray(a), np.asarray(b), opt.eps, opt.weight_decay)
+
+
+def initial_state(k: int, theta0: PyTree, zeros_like: Callable[[Any], Any]) -> FlowState:
+    """``θ(0) = θ0`` and ``m_i(0) = v_i(0) = 0``."""
+    zeros = tree_map(zeros_like, theta0)
+    return FlowState(theta0, (zeros,) * k, (zeros,) * k)
+
+
+def _bias_corrected(moment: Any, drive: Any, rate: Any, t: Any, xp: Any) -> Any:
+    r""":math:`\hat m = m / (1 - e^{-a t})`, with its limits: the drive at :math:`t = 0`
+    (where :math:`m \approx a t\,g`) and when :math:`a = \infty` (no memory)."""
+    finite = xp.isfinite(rate)
+    use_ratio = finite & (t > 0)
+    # Double `where` keeps 0/0 out of both the value and its derivatives.
+    divisor = xp.where(use_ratio, _rules.bias_correction(xp.where(finite, rate, 0.0) * t, xp), 1.0)
+    return xp.where(use_ratio, moment / divisor, drive)
+
+
+def cascade_rates(
+    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = _rules.JAX_OPS
+) -> tuple[PyTree, tuple[PyTree, ...], tuple[PyTree, ...]]:
+    r"""Moment rates of every level and the top-level update :math:`u^{(k)}(t)`.
+
+    With :math:`u^{(0)} = g`: :math:`\dot m_i = a_i (u^{(i-1)} - m_i)`,
+    :math:`\dot v_i = b_i ((u^{(i-1)})^2 - v_i)`,
+    :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i} + \varepsilon)`. A level with
+    :math:`a_i = \infty` has :math:`\hat m_i = u^{(i-1)}` and a frozen state.
+    """
+    drive = grad
+    dms, dvs = [], []
+    for i in range(len(state.m)):
+        a, b = params.a[i], params.b[i]
+        a_finite = xp.where(xp.isfinite(a), a, 0.0)
+        b_finite = xp.where(xp.isfinite(b), b, 0.0)
+        dms.append(tree_map(lambda m, x: _rules.ema_increment(m, x, a_finite), state.m[i], drive))
+        dvs.append(
+            tree_map(lambda v, x: _rules.ema_increment(v, x * x, b_finite), state.v[i], drive)
+        )
+        drive = tree_map(
+            lambda m, v, x: _rules.normalized_update(
+                _bias_corrected(m, x, a, t, xp),
+                _bias_corrected(v, x * x, b, t, xp),
+                params.eps,
+                xp,
+            ),
+            state.m[i],
+            state.v[i],
+            drive,
+        )
+    return drive, tuple(dms), tuple(dvs)
+
+
+def leading_field(
+    t: Any,
+    state: FlowState,
+    params: FlowParams,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any = _rules.JAX_OPS,
+) -> FlowState:
+    r"""Leading-order k-Adam flow (THEORY.md §2):
+
+    :math:`\dot\theta = -(u^{(k)} + \lambda\theta)`,
+    :math:`\dot m_i = a_i(u^{(i-1)} - m_i)`, :math:`\dot v_i = b_i((u^{(i-1)})^2 - v_i)`,
+    :math:`u^{(0)} = g(\theta)`.
+    """
+    update, dms, dvs = cascade_rates(t, state, grad_fn(state.theta), params, xp)
+    dtheta = tree_map(
+        lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), update, state.theta
+    )
+    return FlowState(dtheta, dms, dvs)
+
+
+def flow_update(
+    t: Any,
+    state: FlowState,
+    params: FlowParams,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any = _rules.JAX_OPS,
+) -> PyTree:
+    """The top-level update :math:`u^{(k)}(t)` the flow applies at ``state``."""
+    return cascade_rates(t, state, grad_fn(state.theta), params, xp)[0]

@@ -1,0 +1,245 @@
+"""`integrate()`: the continuous-time flow of a spec, on diffrax or scipy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _flows
+from ._backends import FlowModel
+from ._discrete import _as_float_tree, resolve_grad
+from ._optimizers import KAdam
+from ._rules import NUMPY_OPS
+from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
+
+ORDERS = ("leading", "corrected")
+CONVENTIONS = ("exact", "euler")
+BACKENDS = ("auto", "diffrax", "scipy")
+
+
+def _leading_moments(t: Any, y: _flows.FlowState, params: Any, xp: Any) -> Any:
+    return y.m, y.v
+
+
+#: The leading-order flow of THEORY.md §2, in raw (m, v) states.
+LEADING = FlowModel(
+    init=_flows.initial_state,
+    field=_flows.leading_field,
+    update=_flows.flow_update,
+    theta=lambda y: y.theta,
+    moments=_leading_moments,
+)
+
+#: Flow models by ``order``; the corrected flow registers itself here.
+MODELS: dict[str, Callable[[KAdam], FlowModel]] = {"leading": lambda opt: LEADING}
+
+
+def _is_jax_traceable(grad_fn: Callable[[PyTree], PyTree], theta0: PyTree) -> bool:
+    try:
+        jax.eval_shape(grad_fn, theta0)
+    except Exception:  # any failure to trace means a NumPy-only callable
+        return False
+    return True
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a finite number {bound}, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return x
+
+
+def _horizon(opt: KAdam, steps: float | None, t1: float | None) -> float:
+    if (steps is None) == (t1 is None):
+        raise ValueError("give exactly one of steps= (number of lr-steps) or t1= (end time)")
+    if steps is not None:
+        return _check_positive("steps", steps) * opt.lr
+    return _check_positive("t1", t1)
+
+
+def _save_times(opt: KAdam, t_end: float, save_steps: Any) -> np.ndarray:
+    if save_steps is None:
+        grid = np.arange(int(math.floor(t_end / opt.lr + 1e-9)) + 1) * opt.lr
+        return grid if math.isclose(grid[-1], t_end) else np.append(grid, t_end)
+    saved = np.asarray(save_steps, dtype=float).reshape(-1)
+    if saved.size == 0:
+        raise ValueError("save_steps must not be empty")
+    if not np.all(np.isfinite(saved)) or np.any(np.diff(saved) < 0):
+        raise ValueError("save_steps must be finite and non-decreasing")
+    ts = saved * opt.lr
+    if ts[0] < 0 or ts[-1] > t_end * (1 + 1e-12):
+        raise ValueError(f"save_steps must lie in [0, {t_end / opt.lr:g}] (the integrated steps)")
+    return np.minimum(ts, t_end)
+
+
+def _pick_backend(backend: str, solver: Any, traceable: bool) -> str:
+    from ._backends.scipy import METHODS
+
+    if backend == "auto":
+        named_scipy = isinstance(solver, str) and solver.lower() in {m.lower() for m in METHODS}
+        return "scipy" if (named_scipy or not traceable) else "diffrax"
+    if backend == "diffrax" and not traceable:
+        raise ValueError(
+            "backend='diffrax' needs a JAX-traceable loss/grad; this one is not "
+            "(use backend='scipy' for NumPy callables)"
+        )
+    return backend
+
+
+def integrate(
+    opt: KAdam,
+    loss: Callable[[PyTree], Any] | None,
+    theta0: PyTree,
+    *,
+    grad: Callable[[PyTree], PyTree] | None = None,
+    steps: float | None = None,
+    t1: float | None = None,
+    order: str = "leading",
+    convention: str = "exact",
+    backend: str = "auto",
+    solver: Any = None,
+    rtol: float = 1e-7,
+    atol: float = 1e-10,
+    save_steps: Any = None,
+    max_steps: int = 200_000,
+    throw: bool = True,
+    progress: bool = False,
+) -> Trajectory:
+    r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (THEORY.md §2).
+
+    Leading order, time :math:`t = n\eta`, rates :math:`a_i, b_i` from ``convention``
+    (``"exact"``: :math:`a = \ln(1/\beta)/\eta`; ``"euler"``: :math:`a = (1-\beta)/\eta`)::
+
+        dm_i/dt = a_i (u⁽ⁱ⁻¹⁾ - m_i),  dv_i/dt = b_i ((u⁽ⁱ⁻¹⁾)² - v_i),  u⁽⁰⁾ = ∇L(θ)
+        dθ/dt   = -(u⁽ᵏ⁾ + λ θ),  u⁽ⁱ⁾ = m̂_i/(sqrt(v̂_i)+ε),  m̂_i = m_i/(1-e^{-a_i t})
+
+    from :math:`m_i(0) = v_i(0) = 0` (the bias-corrected ratio takes its limit at t = 0).
+
+    Parameters
+    ----------
+    opt : an `Adam`, `AdamW` or `KAdam` spec.
+    loss : scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : initial parameters (any PyTree of arrays).
+    grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
+        allowed with the scipy backend.
+    steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
+    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow, THEORY §3).
+    convention : ``"exact"`` (default) or ``"euler"`` moment rates.
+    backend : ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
+        ``"scipy"``.
+    solver : diffrax: ``None`` (Tsit5), a name (``"tsit5"``, ``"dopri5"``, ``"dopri8"``,
+        ``"kvaerno3"``, ``"kvaerno5"``) or a solver instance; scipy: a ``solve_ivp``
+        method (default ``"RK45"``; ``"Radau"``, ``"BDF"``, ``"LSODA"`` get an exact
+        Jacobian).
+    rtol, atol : the adaptive step's tolerances.
+    save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
+        integer step from 0 and the end.
+    max_steps : the most solver steps before giving up.
+    throw : raise `IntegrationError` on failure (default); else return
+        ``success=False`` with the reason in ``message``.
+    progress : show a progress bar.
+    """
+    if not isinstance(opt, KAdam):
+        raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
+    order = _check_choice("order", order, ORDERS)
+    convention = _check_choice("convention", convention, CONVENTIONS)
+    backend = _check_choice("backend", backend, BACKENDS)
+    t_end = _horizon(opt, steps, t1)
+    rtol = _check_positive("rtol", rtol)
+    atol = _check_positive("atol", atol, allow_zero=True)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    save_ts = _save_times(opt, t_end, save_steps)
+    grad_fn = resolve_grad(loss, grad)
+    if order not in MODELS:
+        raise ValueError(f"order={order!r} is not available (known: {sorted(MODELS)})")
+    model = MODELS[order](opt)  # may refuse specs it cannot integrate, with a reason
+    traceable = _is_jax_traceable(grad_fn, _as_float_tree(theta0))
+    backend = _pick_backend(backend, solver, traceable)
+    params = _flows.flow_params(opt, convention)
+
+    if backend == "diffrax":
+        from ._backends import diffrax as backend_mod
+
+        theta_start = _as_float_tree(theta0)
+        y0 = model.init(opt.k, theta_start, jnp.zeros_like)
+        result = backend_mod.solve(
+            model,
+            grad_fn,
+            params,
+            y0,
+            save_ts,
+            t_end,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=int(max_steps),
+            progress=progress,
+        )
+    else:
+        from ._backends import scipy as backend_mod
+
+        if traceable:
+            theta_start = _as_float_tree(theta0)
+            y0 = model.init(opt.k, theta_start, jnp.zeros_like)
+        else:
+            theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
+            y0 = model.init(opt.k, theta_start, np.zeros_like)
+        result = backend_mod.solve(
+            model,
+            grad_fn,
+            params,
+            y0,
+            save_ts,
+            t_end,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=int(max_steps),
+            progress=progress,
+            numpy_grad=not traceable,
+        )
+
+    success, message = result.success, result.message
+    theta = model.theta(result.ys)
+    if success and not all_finite(result.ys):
+        success, message = False, "the flow's state became non-finite"
+    if not success:
+        message = (
+            f"integrate({opt!r}, order={order!r}, backend={backend!r}) failed: {message}. "
+            "Try a larger max_steps, looser rtol/atol, or an implicit solver "
+            "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
+        )
+        if throw:
+            raise IntegrationError(message)
+    m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
+    return Trajectory(
+        ts=save_ts,
+        steps=save_ts / opt.lr,
+        theta=theta,
+        m=m,
+        v=v,
+        u=result.us,
+        stats=result.stats,
+        success=success,
+        message=message,
+        kind="flow",
+        order=order,
+        convention=convention,
+        backend=backend,
+        validity=result.stats.get("validity"),
+    )

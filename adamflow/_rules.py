@@ -1,0 +1,93 @@
+"""The elementary formulas of Adam-type optimizers, written once.
+
+Every reading of an optimizer spec -- the discrete recurrence (`_discrete`), the
+continuous-time vector field (`_flows`) and the symbolic derivation (`symbolic`) -- builds
+on these functions, so a formula lives in exactly one place. Each takes an array namespace
+``xp`` (``jax.numpy`` by default; `adamflow.symbolic` passes a sympy namespace) so the same
+code yields numbers and expressions.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+#: The array namespace used for numbers. A namespace needs ``sqrt``, ``expm1``, ``log``,
+#: ``clip_nonneg`` (max(x, 0); the identity for symbols, where v >= 0 is known), and for
+#: the flows ``where`` and ``isfinite``.
+JAX_OPS = SimpleNamespace(
+    sqrt=jnp.sqrt,
+    expm1=jnp.expm1,
+    log=jnp.log,
+    clip_nonneg=lambda x: jnp.maximum(x, 0.0),
+    where=jnp.where,
+    isfinite=jnp.isfinite,
+)
+#: The same in NumPy, for the scipy backend with a NumPy gradient callable.
+NUMPY_OPS = SimpleNamespace(
+    sqrt=np.sqrt,
+    expm1=np.expm1,
+    log=np.log,
+    clip_nonneg=lambda x: np.maximum(x, 0.0),
+    where=np.where,
+    isfinite=np.isfinite,
+)
+
+
+def ema_increment(moment: Any, drive: Any, weight: Any) -> Any:
+    r"""Increment of an exponential moving average: ``weight * (drive - moment)``.
+
+    Discrete: :math:`m_n - m_{n-1} = (1-\beta)(g_n - m_{n-1})` (weight ``1 - beta``).
+    Continuous: :math:`\dot m = a (g - m)` (weight = the rate ``a``).
+    """
+    return weight * (drive - moment)
+
+
+def bias_correction(decay_exponent: Any, xp: Any = JAX_OPS) -> Any:
+    r"""Bias-correction divisor :math:`1 - e^{-x}`.
+
+    Discrete: :math:`x = n \ln(1/\beta)` gives :math:`1-\beta^n`. Continuous:
+    :math:`x = a t` gives :math:`1 - e^{-a t}`. Computed as ``-expm1(-x)`` so it stays
+    accurate as ``x -> 0``.
+    """
+    return -xp.expm1(-decay_exponent)
+
+
+def normalized_update(m_hat: Any, v_hat: Any, eps: Any, xp: Any = JAX_OPS) -> Any:
+    r"""Adam's update direction :math:`u = \hat m / (\sqrt{\hat v} + \varepsilon)`."""
+    return m_hat / (xp.sqrt(xp.clip_nonneg(v_hat)) + eps)
+
+
+def parameter_velocity(update: Any, theta: Any, weight_decay: Any) -> Any:
+    r"""Parameter velocity with decoupled weight decay: :math:`-(u + \lambda \theta)`.
+
+    Discrete: :math:`\theta_n = \theta_{n-1} + \eta\,(\text{this})`; continuous:
+    :math:`\dot\theta = \text{this}` in time :math:`t = n\eta`.
+    """
+    return -(update + weight_decay * theta)
+
+
+def decay_per_step(beta: Any, xp: Any = JAX_OPS) -> Any:
+    r"""The per-step log decay :math:`\ln(1/\beta)`, so that :math:`\beta^n = e^{-n \ln(1/\beta)}`.
+
+    ``beta = 0`` gives ``+inf`` (no memory: the average equals its latest input).
+    """
+    return -xp.log(beta)
+
+
+def moment_rate(beta: float, lr: float, convention: str) -> float:
+    r"""Continuous relaxation rate of an EMA with factor ``beta`` at learning rate ``lr``.
+
+    ``"exact"``: :math:`a = \ln(1/\beta)/\eta`, so :math:`e^{-a t} = \beta^n` at
+    :math:`t = n\eta` (the default). ``"euler"``: :math:`a = (1-\beta)/\eta`, the
+    first-order expansion. ``beta = 0`` gives ``inf`` in the exact convention.
+    """
+    if convention == "exact":
+        return math.inf if beta == 0.0 else -math.log(beta) / lr
+    if convention == "euler":
+        return (1.0 - beta) / lr
+    raise ValueError(f"convention must be 'exact' or 'euler', got {convention!r}")

@@ -1,0 +1,87 @@
+"""`Trajectory`: the one result type of discrete runs and integrated flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+PyTree = Any
+
+
+class IntegrationError(RuntimeError):
+    """Raised by `integrate(..., throw=True)` when the solver fails or the state blows up."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Saved states of a discrete optimizer run or an integrated flow, at matched times.
+
+    Attributes
+    ----------
+    ts : times ``t = n·lr`` of the saved points, shape ``(S,)``.
+    steps : ``ts / lr`` (integers for discrete runs), shape ``(S,)``.
+    theta : parameters, a PyTree whose leaves have a leading axis of size ``S``;
+        index 0 is ``theta0``.
+    m, v : raw first/second moments per level (tuples of length k of such PyTrees).
+        Index 0 holds ``m_0 = v_0 = 0``.
+    u : the normalized update ``u⁽ᵏ⁾`` applied at each saved point. Discrete: the ``u_n``
+        that produced ``theta[n]`` (zero at index 0). Flow: ``u(t)`` (its ``t -> 0`` limit
+        ``g/(|g|+ε)`` at index 0 for Adam).
+    stats : ``num_steps`` (solver steps or discrete steps), ``grad_evals`` (gradient
+        evaluations used to make the path; ``None`` where the solver cannot count them),
+        and backend-specific counters.
+    success, message : whether the run finished with a finite state, and why not.
+    kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
+    validity : for corrected flows, ``max lr·|ġ_i|/|g_i|`` along the path (else ``None``).
+    """
+
+    ts: np.ndarray
+    steps: np.ndarray
+    theta: PyTree
+    m: tuple[PyTree, ...]
+    v: tuple[PyTree, ...]
+    u: PyTree
+    stats: dict[str, Any]
+    success: bool
+    message: str
+    kind: str
+    order: str | None = None
+    convention: str | None = None
+    backend: str | None = None
+    validity: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def theta_flat(self) -> np.ndarray:
+        """Parameters as one array of shape ``(S, D)`` (leaves raveled and concatenated)."""
+        leaves = jax.tree_util.tree_leaves(self.theta)
+        n = len(self.ts)
+        return np.concatenate([np.asarray(x).reshape(n, -1) for x in leaves], axis=1)
+
+    def at(self, index: int) -> PyTree:
+        """Parameters at saved index ``index`` (a PyTree without the time axis)."""
+        return jax.tree_util.tree_map(lambda x: x[index], self.theta)
+
+    @property
+    def final(self) -> PyTree:
+        """Parameters at the last saved point."""
+        return self.at(-1)
+
+
+def all_finite(tree: PyTree) -> bool:
+    """True when every leaf of ``tree`` is finite."""
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def first_nonfinite_index(tree: PyTree) -> int | None:
+    """First index along the leading axis where any leaf is non-finite, else ``None``."""
+    bad = None
+    for x in jax.tree_util.tree_leaves(tree):
+        arr = np.asarray(x)
+        rows = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if rows.any():
+            i = int(np.argmax(rows))
+            bad = i if bad is None else min(bad, i)
+    return bad
