@@ -1,0 +1,49 @@
+"""Write the ``theory/`` documents from `adamflow.symbolic` (or check they are current).
+
+python scripts/make_theory.py            # (re)write theory/*.md
+python scripts/make_theory.py --check    # exit 1 if a committed document differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adamflow._io import atomic_write_bytes  # noqa: E402
+from adamflow.symbolic import theory_documents  # noqa: E402
+
+
+def stale_documents(out_dir: Path, documents: dict[str, str]) -> list[str]:
+    """Names of the documents whose file in ``out_dir`` is missing or differs."""
+    stale = []
+    for name, text in documents.items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
+    parser.add_argument("--out", type=Path, default=ROOT / "theory", help="output folder")
+    args = parser.parse_args(argv)
+    documents = theory_documents()
+    stale = stale_documents(args.out, documents)
+    if args.check:
+        for name in stale:
+            print(f"stale: {args.out / name} (run python scripts/make_theory.py)")
+        return 1 if stale else 0
+    for name in stale:
+        atomic_write_bytes(args.out / name, documents[name].encode("utf-8"))
+        print(f"wrote {args.out / name}")
+    print(f"{len(documents)} documents, {len(stale)} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

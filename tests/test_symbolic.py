@@ -1,0 +1,242 @@
+"""The symbolic layer: its derived results equal THEORY.md's formulas and the numerical code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+
+from adamflow import _discrete, _flows, _rules, symbolic
+from adamflow._optimizers import Hyper
+
+ROOT = Path(__file__).resolve().parent.parent
+beta, gamma, eta, a, b = sp.symbols("beta gamma eta a b")
+
+
+def _positive(expr: sp.Expr) -> sp.Expr:
+    """The expression in positive symbols of the same names (so sympy can simplify roots)."""
+    return expr.xreplace({s: sp.Symbol(s.name, positive=True) for s in expr.free_symbols})
+
+
+def _zero(expr: sp.Expr) -> bool:
+    return sp.simplify(_positive(expr)) == 0
+
+
+def _at(expr: sp.Expr, **values: float) -> float:
+    """The value of ``expr`` with its symbols replaced by name."""
+    return float(expr.subs({s: values[s.name] for s in expr.free_symbols}))
+
+
+def _same_root(left: sp.Expr, right: sp.Expr, point: dict) -> bool:
+    """Two square-root expressions agree: equal squares, and equal values at ``point``."""
+    squares_equal = _zero(sp.cancel(left**2 - right**2))
+    return squares_equal and abs(float((left - right).subs(point))) < 1e-12
+
+
+def test_import_adamflow_does_not_import_sympy():
+    code = "import sys, adamflow; print('sympy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_stability_condition_is_gamma_greater_than_beta_squared():
+    condition = symbolic.stability_condition()
+    assert condition == sp.Gt(gamma, beta**2)
+    assert {s.name for s in condition.free_symbols} == {"beta", "gamma"}
+    # On a grid it decides exactly as gamma > beta^2 does.
+    decide = sp.lambdify([beta, gamma], condition, "numpy")
+    grid_b, grid_g = np.meshgrid(np.linspace(0.01, 0.99, 41), np.linspace(0.01, 0.99, 43))
+    np.testing.assert_array_equal(decide(grid_b, grid_g), grid_g > grid_b**2)
+
+
+def test_continuous_and_euler_conditions_and_levels():
+    assert symbolic.stability_condition("continuous") == sp.Lt(b, 2 * a)
+    assert symbolic.stability_condition("euler") == sp.Gt(gamma, 2 * beta - 1)
+    levels = symbolic.level_conditions(3)
+    assert levels == tuple(
+        sp.Gt(sp.Symbol(f"gamma_{i}"), sp.Symbol(f"beta_{i}") ** 2) for i in (1, 2, 3)
+    )
+    assert symbolic.level_conditions(1) == (sp.Gt(gamma, beta**2),)
+    with pytest.raises(ValueError, match="form"):
+        symbolic.stability_condition("implicit")
+
+
+def test_update_bound_closed_form_and_value():
+    bound = symbolic.update_bound()
+    theory = (1 - beta) / sp.sqrt((1 - gamma) * (1 - beta**2 / gamma))
+    assert _same_root(bound, theory, {beta: 0.6, gamma: 0.5})
+    assert float(bound.subs({beta: 0.9, gamma: 0.999})) == pytest.approx(7.2703, abs=5e-5)
+    # Continuous form, and it is the eta -> 0 limit of the discrete one.
+    continuous = symbolic.update_bound(form="continuous")
+    assert _same_root(continuous, a / sp.sqrt(b * (2 * a - b)), {a: 1.3, b: 0.4})
+    assert symbolic.growth_factor() == beta / sp.sqrt(gamma)
+
+
+def test_finite_n_bound_matches_partial_sums_and_boundary():
+    n = 7
+    finite = symbolic.update_bound(n)
+    for bv, gv in [(0.9, 0.999), (0.9, 0.5), (0.3, 0.2)]:
+        partial = sum((1 - bv) ** 2 * bv ** (2 * j) / ((1 - gv) * gv**j) for j in range(n))
+        assert float(finite.subs({beta: bv, gamma: gv})) == pytest.approx(np.sqrt(partial), 1e-12)
+    boundary = symbolic.stability().results["boundary_bound"]
+    n_sym = sp.Symbol("n")
+    expected = sp.sqrt(n_sym) * (1 - beta) / sp.sqrt(1 - gamma)
+    assert _same_root(boundary, expected, {n_sym: 5, beta: 0.6, gamma: 0.36})
+    with pytest.raises(ValueError, match="n must be"):
+        symbolic.update_bound(0)
+
+
+def test_amplification_matches_theory():
+    G, eps = sp.symbols("G epsilon", positive=True)
+    leading = _positive(symbolic.eps_capped_amplification())
+    bp, gp = sp.symbols("beta gamma", positive=True)
+    theory = (G / eps) ** (1 - 2 * sp.log(1 / bp) / sp.log(1 / gp))
+    assert sp.simplify(sp.expand_log(sp.log(leading) - sp.log(theory), force=True)) == 0
+    sharp = symbolic.eps_capped_amplification(sharp=True)
+    expected = 0.3**0.3 * 0.7**0.7 * (1e6) ** 0.7
+    assert _at(sharp, G=1e-2, epsilon=1e-8, p=0.3) == pytest.approx(expected, rel=1e-12)
+    # p is 2 ln(1/beta) / ln(1/gamma).
+    p_expr = symbolic.amplification().results["p"]
+    assert _at(p_expr, beta=0.9, gamma=0.5) == pytest.approx(2 * np.log(0.9) / np.log(0.5))
+
+
+def test_moment_rates_equal_rules():
+    for convention in ("exact", "euler"):
+        rate = sp.lambdify([beta, eta], symbolic.moment_rate(convention), "numpy")
+        for bv, lr in [(0.9, 0.01), (0.999, 1e-3), (0.3, 0.5)]:
+            assert rate(bv, lr) == pytest.approx(_rules.moment_rate(bv, lr, convention), 1e-14)
+    assert symbolic.moment_rate("exact", "second") == -sp.log(gamma) / eta
+    with pytest.raises(ValueError, match="convention"):
+        symbolic.moment_rate("midpoint")
+
+
+def test_bias_correction_and_bias_corrected_form():
+    results = symbolic.bias_correction().results
+    assert _zero(results["discrete"] - (1 - beta ** sp.Symbol("n")))
+    assert results["limit_t0"] == sp.Symbol("g")
+    t, x, mhat = sp.symbols("t x mhat")
+    field = symbolic.bias_corrected_form().results["mhat_dot"]
+    assert _zero(field - a / (1 - sp.exp(-a * t)) * (x - mhat))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_symbolic_discrete_step_equals_cascade_step(k):
+    rng = np.random.default_rng(k)
+    step = symbolic.discrete_step_function(k)
+    for n in (1, 2, 17):
+        betas, gammas = rng.uniform(0.5, 0.99, k), rng.uniform(0.5, 0.999, k)
+        lr, eps, lam = 0.03, 1e-3, 0.05
+        theta, g = rng.normal(size=6), rng.normal(size=6)
+        m = tuple(rng.normal(size=6) for _ in range(k))
+        v = tuple(rng.uniform(0.1, 2.0, size=6) for _ in range(k))
+        hyper = Hyper(
+            jnp.asarray(lr),
+            jnp.asarray(betas),
+            jnp.asarray(gammas),
+            jnp.asarray(eps),
+            jnp.asarray(lam),
+        )
+        state = _discrete.CascadeState(
+            jnp.asarray(n - 1, jnp.int32),
+            tuple(jnp.asarray(x) for x in m),
+            tuple(jnp.asarray(x) for x in v),
+        )
+        new_state, u = _discrete.cascade_step(hyper, state, jnp.asarray(g))
+        new_theta = _discrete.parameter_step(hyper, jnp.asarray(theta), u)
+        got = step(n, theta, m, v, g, lr, betas, gammas, eps, lam)
+        np.testing.assert_allclose(got.u, u, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got.theta, new_theta, rtol=1e-12, atol=1e-14)
+        for i in range(k):
+            np.testing.assert_allclose(got.m[i], new_state.m[i], rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got.v[i], new_state.v[i], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("k", "weight_decay"), [(1, False), (1, True), (2, True)])
+def test_symbolic_leading_field_equals_flows(k, weight_decay):
+    rng = np.random.default_rng(10 * k + weight_decay)
+    field = symbolic.leading_field_function(k, weight_decay)
+    lam = 0.07 if weight_decay else 0.0
+
+    def grad_fn(theta):
+        return np.sin(3 * theta) + 0.5 * theta
+
+    for t in (1e-3, 0.05, 2.0):
+        a_rates, b_rates = rng.uniform(2, 50, k), rng.uniform(0.5, 5, k)
+        theta = rng.normal(size=8)
+        m = tuple(rng.normal(size=8) for _ in range(k))
+        v = tuple(rng.uniform(0.01, 2.0, size=8) for _ in range(k))
+        params = _flows.FlowParams(a_rates, b_rates, 1e-4, lam)
+        expected = _flows.leading_field(
+            t, _flows.FlowState(theta, m, v), params, grad_fn, _rules.NUMPY_OPS
+        )
+        got = field(t, theta, m, v, grad_fn(theta), a_rates, b_rates, 1e-4, lam)
+        np.testing.assert_allclose(got.theta, expected.theta, rtol=1e-12, atol=1e-14)
+        for i in range(k):
+            np.testing.assert_allclose(got.m[i], expected.m[i], rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got.v[i], expected.v[i], rtol=1e-12, atol=1e-14)
+
+
+def test_corrected_flow_equals_theory():
+    results = symbolic.corrected_flow().results
+    log_inv = sp.log(1 / beta)
+    assert _zero(results["delta_beta"] - eta * (1 / (1 - beta) - 1 / log_inv))
+    assert _zero(results["delta_prime_beta"] - eta * (beta / (1 - beta) - 1 / log_inv))
+    u, udot, theta, lam = sp.symbols("u udot theta lambda")
+    thetadot0 = -(u + lam * theta)
+    theory = -(u + eta / 2 * udot + lam * (theta - eta / 2 * thetadot0))
+    assert sp.expand(results["theta_velocity"] - theory) == 0
+
+
+def test_lag_functions_numeric():
+    import mpmath
+
+    lags = symbolic.lag_functions()
+    betas = [0.01, 0.3, 0.85, 0.9, 0.999, 0.99999]
+    lr = 0.02
+    with mpmath.workdps(40):
+        exact = [
+            float(lr * (1 / (1 - mpmath.mpf(x)) - 1 / mpmath.log(1 / mpmath.mpf(x)))) for x in betas
+        ]
+    expected = np.array(exact)
+    np.testing.assert_allclose(lags.first_level(betas, lr), expected, rtol=1e-10)
+    np.testing.assert_allclose(lags.upper_levels(betas, lr), expected - lr, rtol=1e-10)
+    # delta/eta runs from 1 (beta -> 0) to 1/2 (beta -> 1); the upper-level lead is negative.
+    assert np.all(np.diff(lags.first_level(betas, 1.0)) < 0)
+    assert np.all(lags.upper_levels(betas, lr) < 0)
+
+
+def test_every_derivation_exports_latex():
+    for group in symbolic.derivations().values():
+        for derivation in group:
+            assert derivation.steps, derivation.key
+            text = derivation.latex()
+            assert text.startswith(r"\subsection*{") and r"\[" in text
+            assert all(isinstance(v, str) for v in derivation.results_latex().values())
+    stability_tex = symbolic.stability().results_latex()
+    assert stability_tex["condition"] == r"\gamma > \beta^{2}"
+    assert stability_tex["continuous_condition"] == "b < 2 a"
+
+
+def test_theory_documents_are_current():
+    documents = symbolic.theory_documents()
+    assert set(documents) == {
+        "README.md",
+        "adam.md",
+        "adamw.md",
+        "kadam.md",
+        "stability.md",
+        "corrected_flow.md",
+    }
+    for name, text in documents.items():
+        committed = ROOT / "theory" / name
+        assert committed.is_file(), f"{committed} missing: run python scripts/make_theory.py"
+        assert committed.read_text(encoding="utf-8") == text, (
+            f"{committed} is stale: run python scripts/make_theory.py"
+        )
+    assert "$$" in documents["stability.md"] and r"\gamma > \beta^{2}" in documents["README.md"]
