@@ -20,6 +20,7 @@ This module imports sympy; ``import adamflow`` does not import it.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -42,10 +43,15 @@ SYMPY_OPS = SimpleNamespace(
 __all__ = [
     "SYMPY_OPS",
     "Derivation",
+    "DiscreteStep",
+    "FieldValue",
     "Lags",
     "Step",
+    "amplification",
+    "bias_corrected_form",
     "bias_correction",
     "corrected_flow",
+    "decoupled_decay",
     "derivations",
     "discrete_map",
     "discrete_step_function",
@@ -55,6 +61,7 @@ __all__ = [
     "leading_field_function",
     "leading_flow",
     "level_conditions",
+    "memory_kernel",
     "moment_rate",
     "moment_rates",
     "stability",
@@ -87,9 +94,9 @@ class Derivation:
 
     def latex(self) -> str:
         r"""The derivation as a LaTeX fragment (``\subsection*`` + text + ``\[...\]``)."""
-        lines = [rf"\subsection*{{{self.title}}}", ""]
+        lines = [rf"\subsection*{{{_text_to_latex(self.title)}}}", ""]
         for step in self.steps:
-            lines += [step.text, ""]
+            lines += [_text_to_latex(step.text), ""]
             lines += [rf"\[ {_render(item)} \]" for item in step.math]
             if step.math:
                 lines.append("")
@@ -107,6 +114,16 @@ class Derivation:
     def results_latex(self) -> dict[str, str]:
         """Each result as LaTeX."""
         return {name: _render(value) for name, value in self.results.items()}
+
+
+def _text_to_latex(text: str) -> str:
+    """Markdown prose to LaTeX prose: backquoted code to texttt, starred words to emph."""
+
+    def code(match: re.Match[str]) -> str:
+        return r"\texttt{" + match.group(1).replace("_", r"\_") + "}"
+
+    text = re.sub(r"`([^`]*)`", code, text)
+    return re.sub(r"\*([^*$]+)\*", r"\\emph{\1}", text)
 
 
 def _render(item: Any) -> str:
@@ -199,6 +216,8 @@ def moment_rates() -> Derivation:
     if len(exact) != 1:
         raise RuntimeError(f"expected one real rate, sympy found {exact}")
     a_exact = exact[0]
+    if sp.simplify(at_grid.subs(a_real, a_exact) - m_n) != 0:
+        raise RuntimeError("the exact rate does not reproduce the discrete moment")
     if sp.simplify(a_exact - _rules.decay_per_step(beta, SYMPY_OPS) / eta) != 0:
         raise RuntimeError("exact rate disagrees with _rules.decay_per_step")
     first_order = sp.series(decay_per_step, eta, 0, 2).removeO()
@@ -981,7 +1000,9 @@ def amplification() -> Derivation:
         ),
     )
     results = {"leading": leading, "exact": peak, "p": exact_p, "y_star": y_star}
-    return Derivation("amplification", "The ε-capped amplification", steps, _plain(results))
+    return Derivation(
+        "amplification", "The $\\varepsilon$-capped amplification", steps, _plain(results)
+    )
 
 
 def eps_capped_amplification(sharp: bool = False) -> sp.Expr:
