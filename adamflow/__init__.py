@@ -5,6 +5,7 @@ continuous-time flow (`integrate`) and the symbolic layer (`adamflow.symbolic`, 
 on demand so that ``import adamflow`` does not load sympy).
 """
 
+from . import stability as stability
 from ._compare import Comparison as Comparison
 from ._compare import OrderFit as OrderFit
 from ._compare import compare as compare
@@ -19,3 +20,12 @@ from ._trajectory import IntegrationError as IntegrationError
 from ._trajectory import Trajectory as Trajectory
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # adamflow.symbolic loads sympy (slow); import it only when first used.
+    if name == "symbolic":
+        import importlib
+
+        return importlib.import_module(".symbolic", __name__)
+    raise AttributeError(f"module 'adamflow' has no attribute {name!r}")
