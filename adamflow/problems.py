@@ -1,0 +1,374 @@
+"""Benchmark objectives for stability maps: `Problem` and its built-ins (THEORY.md §4).
+
+A `Problem` gives the gradient of one optimizer step, ``grad(theta, key)``, where ``key``
+is the PRNG key of that step (stochastic problems draw their mask or minibatch from it;
+deterministic ones ignore it). An optional ``gate(step)`` switches the gradient off:
+step ``n`` (counted from 1) uses ``grad(theta, key_n)`` where ``gate(n)`` is true and an
+exact zero elsewhere. Adam's update grows by ``β/√γ`` per step wherever a coordinate's
+gradient is zero, so the problems differ in how often that happens:
+
+======================  =====================================================  ===========
+problem                 objective                                              zero grads
+======================  =====================================================  ===========
+`sparse`                ½ Σ h_i (θ_i - θ*_i)², coordinate i seen with prob p   often
+`switch_off`            c·θ, gradient gated off after step ``n0``              always
+`quadratic`             ½ Σ h_i (θ_i - θ*_i)², full gradient                   never
+`logistic`              mean log(1 + e^{-y x·w}) on minibatches                never
+`mlp_digits`            cross-entropy of a ReLU MLP on sklearn's digits        dead units
+======================  =====================================================  ===========
+
+Constants are float64 NumPy arrays, so the problems run in double precision wherever JAX
+has x64 enabled (`adamflow.phase_diagram` enables it for its sweep).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._trajectory import PyTree
+
+__all__ = [
+    "PROBLEMS",
+    "Problem",
+    "get",
+    "logistic",
+    "mlp_digits",
+    "quadratic",
+    "sparse",
+    "switch_off",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    r"""An objective for optimizer sweeps.
+
+    Attributes
+    ----------
+    name : short identifier (``"sparse"``, ...).
+    theta0 : initial parameters, a PyTree of arrays.
+    grad : ``grad(theta, key) -> PyTree``, the gradient used at one step given that step's
+        PRNG key (JAX-traceable).
+    loss : ``loss(theta) -> scalar``, the full objective (for final losses), or ``None``.
+    gate : ``gate(step) -> bool``, JAX-traceable; where false the step's gradient is an
+        exact zero (``None``: always on).
+    support : ``support(key) -> PyTree of bool`` shaped like ``theta0``: which coordinates
+        receive a gradient at a step with this key, whatever ``theta`` is (``grad`` is zero
+        elsewhere). Optional; sweeps use it to track silences once for all cells instead of
+        reading them off each cell's gradient (``None``: a silence is ``g == 0``).
+    params : the constructor's arguments, recorded in sidecars and checkpoint fingerprints.
+    """
+
+    name: str
+    theta0: PyTree
+    grad: Callable[[PyTree, jax.Array], PyTree]
+    loss: Callable[[PyTree], Any] | None = None
+    gate: Callable[[Any], Any] | None = None
+    support: Callable[[jax.Array], PyTree] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty string, got {self.name!r}")
+        if not jax.tree_util.tree_leaves(self.theta0):
+            raise ValueError("theta0 must contain at least one array")
+        if not callable(self.grad):
+            raise TypeError(f"grad must be callable as grad(theta, key), got {self.grad!r}")
+        if self.loss is not None and not callable(self.loss):
+            raise TypeError(f"loss must be callable or None, got {self.loss!r}")
+        if self.gate is not None and not callable(self.gate):
+            raise TypeError(f"gate must be callable or None, got {self.gate!r}")
+        if self.support is not None and not callable(self.support):
+            raise TypeError(f"support must be callable or None, got {self.support!r}")
+
+    def step_gradient(self, theta: PyTree, key: jax.Array, step: Any) -> PyTree:
+        r"""The gradient of step ``n``: :math:`g_n = \mathrm{gate}(n)\,\mathrm{grad}(\theta, k_n)`,
+        an exact zero where the gate is off (never ``0·inf``)."""
+        g = self.grad(theta, key)
+        if self.gate is None:
+            return g
+        on = self.gate(step)
+        return jax.tree_util.tree_map(lambda x: jnp.where(on, x, jnp.zeros_like(x)), g)
+
+    def step_support(self, key: jax.Array, step: Any) -> PyTree | None:
+        """Which coordinates receive a gradient at step ``n`` (``gate(n)`` and
+        ``support(key)``), or ``None`` when the problem declares no ``support``."""
+        if self.support is None:
+            return None
+        seen = self.support(key)
+        if self.gate is None:
+            return seen
+        on = self.gate(step)
+        return jax.tree_util.tree_map(lambda s: s & on, seen)
+
+    @property
+    def size(self) -> int:
+        """Number of scalar parameters."""
+        return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.theta0)))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Name, parameters and a hash of ``theta0``: what identifies the problem's numbers."""
+        digest = hashlib.sha256()
+        for leaf in jax.tree_util.tree_leaves(self.theta0):
+            array = np.ascontiguousarray(np.asarray(leaf, dtype=np.float64))
+            digest.update(str(array.shape).encode())
+            digest.update(array.tobytes())
+        return {
+            "name": self.name,
+            "params": json.loads(json.dumps(dict(self.params), default=str)),
+            "theta0_sha256": digest.hexdigest()[:16],
+        }
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value: object, low: float, high: float, *, open_low: bool) -> float:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    ok = (x > low if open_low else x >= low) and x <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+    return x
+
+
+def _everywhere(dim: int) -> Callable[[jax.Array], PyTree]:
+    """The support of a dense gradient: every coordinate, every step."""
+
+    def support(key: jax.Array) -> PyTree:
+        return jnp.ones((dim,), dtype=bool)
+
+    return support
+
+
+def _quadratic_parts(
+    dim: int, condition: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, Callable[[PyTree], Any]]:
+    """Curvatures ``h_i`` log-spaced from 1 down to ``1/condition``, targets ``θ* ~ N(0, 1)``
+    and the loss ``½ Σ h_i (θ_i - θ*_i)²``."""
+    rng = np.random.default_rng(seed)
+    curvature = np.logspace(0.0, -np.log10(condition), dim) if dim > 1 else np.ones(1)
+    target = rng.standard_normal(dim)
+
+    def loss(theta: PyTree) -> Any:
+        return 0.5 * jnp.sum(curvature * (theta - target) ** 2)
+
+    return curvature, target, loss
+
+
+def sparse(dim: int = 32, p: float = 0.02, condition: float = 1.0, seed: int = 0) -> Problem:
+    r"""A quadratic whose coordinates see their gradient with probability ``p`` per step.
+
+    :math:`L(\theta) = \tfrac12\sum_i h_i(\theta_i-\theta^*_i)^2`,
+    :math:`g_{n,i} = \xi_{n,i}\,h_i(\theta_i-\theta^*_i)` with
+    :math:`\xi_{n,i}\sim\mathrm{Bernoulli}(p)` drawn from the step's key. Between two
+    draws a coordinate's gradient is exactly zero and Adam's update grows by
+    :math:`\beta/\sqrt\gamma` per step (THEORY.md §4). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
+    """
+    dim = _check_int("dim", dim, 1)
+    p = _check_float("p", p, 0.0, 1.0, open_low=True)
+    condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
+    seed = _check_int("seed", seed, 0)
+    curvature, target, loss = _quadratic_parts(dim, condition, seed)
+
+    def support(key: jax.Array) -> PyTree:
+        return jax.random.bernoulli(key, p, (dim,))
+
+    def grad(theta: PyTree, key: jax.Array) -> PyTree:
+        return jnp.where(support(key), curvature * (theta - target), 0.0)
+
+    return Problem(
+        "sparse",
+        np.zeros(dim),
+        grad,
+        loss,
+        support=support,
+        params={"dim": dim, "p": p, "condition": condition, "seed": seed},
+    )
+
+
+def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
+    r"""A linear objective whose gradient switches off after step ``n0``.
+
+    :math:`L(\theta) = c\cdot\theta` with :math:`c_i = \mathrm{scale}\cdot 10^{-i}`
+    (``i = 0..dim-1``); :math:`g_n = c` for :math:`n \le n_0` and :math:`0` after. Then
+    :math:`\hat m_n/\sqrt{\hat v_n}` is exactly ``sign(c)`` up to ``n0``, and after it
+    :math:`|u|` changes by exactly :math:`\ln(\beta/\sqrt\gamma)` per step (up to the
+    bias-correction factors, which tend to 1) until :math:`\sqrt{\hat v}` falls to
+    :math:`\varepsilon` (THEORY.md §4).
+    """
+    dim = _check_int("dim", dim, 1)
+    n0 = _check_int("n0", n0, 1)
+    scale = _check_float("scale", scale, 0.0, np.inf, open_low=True)
+    c = scale * 10.0 ** -np.arange(dim, dtype=np.float64)
+
+    def loss(theta: PyTree) -> Any:
+        return jnp.sum(c * theta)
+
+    def grad(theta: PyTree, key: jax.Array) -> PyTree:
+        return jnp.broadcast_to(jnp.asarray(c, dtype=theta.dtype), jnp.shape(theta))
+
+    def gate(step: Any) -> Any:
+        return step <= n0
+
+    return Problem(
+        "switch_off",
+        np.zeros(dim),
+        grad,
+        loss,
+        gate,
+        support=_everywhere(dim),
+        params={"dim": dim, "n0": n0, "scale": scale},
+    )
+
+
+def quadratic(dim: int = 16, condition: float = 100.0, seed: int = 0) -> Problem:
+    r"""A full-gradient quadratic: :math:`L = \tfrac12\sum_i h_i(\theta_i-\theta^*_i)^2`,
+    :math:`h_i` log-spaced from 1 to ``1/condition``, ``θ0 = 0``, ``θ* ~ N(0, 1)``.
+    Deterministic; no coordinate's gradient ever vanishes exactly."""
+    dim = _check_int("dim", dim, 1)
+    condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
+    seed = _check_int("seed", seed, 0)
+    curvature, target, loss = _quadratic_parts(dim, condition, seed)
+
+    def grad(theta: PyTree, key: jax.Array) -> PyTree:
+        return curvature * (theta - target)
+
+    return Problem(
+        "quadratic",
+        np.zeros(dim),
+        grad,
+        loss,
+        support=_everywhere(dim),
+        params={"dim": dim, "condition": condition, "seed": seed},
+    )
+
+
+def logistic(
+    n_samples: int = 256, dim: int = 10, batch: int = 32, l2: float = 1e-3, seed: int = 0
+) -> Problem:
+    r"""Logistic regression on synthetic data with minibatches.
+
+    :math:`L(w) = \frac1N\sum_j \log(1+e^{-y_j x_j\cdot w}) + \tfrac{l_2}{2}|w|^2`,
+    :math:`x_j\sim N(0, I)`, :math:`y_j = \mathrm{sign}(x_j\cdot w^* + 0.5\,\xi_j)`; each
+    step's gradient uses ``batch`` samples drawn (with replacement) from the step's key.
+    """
+    n_samples = _check_int("n_samples", n_samples, 1)
+    dim = _check_int("dim", dim, 1)
+    batch = _check_int("batch", batch, 1)
+    l2 = _check_float("l2", l2, 0.0, np.inf, open_low=False)
+    seed = _check_int("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, dim))
+    w_true = rng.standard_normal(dim)
+    y = np.sign(x @ w_true + 0.5 * rng.standard_normal(n_samples))
+    y[y == 0] = 1.0
+
+    def batch_loss(w: PyTree, xb: Any, yb: Any) -> Any:
+        return jnp.mean(jnp.logaddexp(0.0, -yb * (xb @ w))) + 0.5 * l2 * jnp.sum(w * w)
+
+    def loss(w: PyTree) -> Any:
+        return batch_loss(w, x, y)
+
+    def grad(w: PyTree, key: jax.Array) -> PyTree:
+        index = jax.random.randint(key, (batch,), 0, n_samples)
+        return jax.grad(batch_loss)(w, jnp.asarray(x)[index], jnp.asarray(y)[index])
+
+    return Problem(
+        "logistic",
+        np.zeros(dim),
+        grad,
+        loss,
+        support=_everywhere(dim),
+        params={"n_samples": n_samples, "dim": dim, "batch": batch, "l2": l2, "seed": seed},
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits: pixels scaled to [0, 1] (float64) and labels (int32)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.asarray(digits.data, dtype=np.float64) / 16.0
+    images.setflags(write=False)
+    labels = np.asarray(digits.target, dtype=np.int32)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def mlp_digits(hidden: int = 16, batch: int = 32, seed: int = 0) -> Problem:
+    r"""A one-hidden-layer ReLU network on scikit-learn's 8×8 digits (1797 images, shipped
+    with scikit-learn), trained on minibatches.
+
+    :math:`L(W) = \frac1N\sum_j \mathrm{CE}(W_2\,\mathrm{relu}(W_1 x_j + b_1) + b_2,\, y_j)`,
+    pixels scaled to [0, 1], He-normal ``W_1, W_2`` and zero biases from ``seed``; each
+    step's gradient uses ``batch`` images drawn from the step's key. A hidden unit that is
+    off for the whole minibatch gives exact zeros in its weights' gradients.
+    """
+    hidden = _check_int("hidden", hidden, 1)
+    batch = _check_int("batch", batch, 1)
+    seed = _check_int("seed", seed, 0)
+    images, labels = _digits()
+    n_samples, n_inputs = images.shape
+    n_classes = 10
+    rng = np.random.default_rng(seed)
+    theta0 = {
+        "w1": rng.standard_normal((n_inputs, hidden)) * np.sqrt(2.0 / n_inputs),
+        "b1": np.zeros(hidden),
+        "w2": rng.standard_normal((hidden, n_classes)) * np.sqrt(2.0 / hidden),
+        "b2": np.zeros(n_classes),
+    }
+
+    def batch_loss(theta: PyTree, xb: Any, yb: Any) -> Any:
+        hidden_units = jax.nn.relu(xb @ theta["w1"] + theta["b1"])
+        logits = hidden_units @ theta["w2"] + theta["b2"]
+        log_probs = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(log_probs, yb[:, None], axis=1))
+
+    def loss(theta: PyTree) -> Any:
+        return batch_loss(theta, images, labels)
+
+    def grad(theta: PyTree, key: jax.Array) -> PyTree:
+        index = jax.random.randint(key, (batch,), 0, n_samples)
+        return jax.grad(batch_loss)(theta, jnp.asarray(images)[index], jnp.asarray(labels)[index])
+
+    return Problem(
+        "mlp_digits",
+        theta0,
+        grad,
+        loss,
+        params={"hidden": hidden, "batch": batch, "seed": seed},
+    )
+
+
+#: The built-in problems by name (what ``scripts/phase_diagram.py --problem`` accepts).
+PROBLEMS: dict[str, Callable[..., Problem]] = {
+    "sparse": sparse,
+    "switch_off": switch_off,
+    "quadratic": quadratic,
+    "logistic": logistic,
+    "mlp_digits": mlp_digits,
+}
+
+
+def get(name: str, **kwargs: Any) -> Problem:
+    """The built-in problem ``name`` made with ``kwargs`` (see `PROBLEMS`)."""
+    if name not in PROBLEMS:
+        raise ValueError(f"problem must be one of {sorted(PROBLEMS)}, got {name!r}")
+    return PROBLEMS[name](**kwargs)
