@@ -1,0 +1,873 @@
+r"""Phase diagrams of Adam over (β, γ): where the update stays bounded (THEORY.md §4).
+
+For every cell of a grid of (β, γ) the sweep runs Adam (the discrete recurrence, or its
+leading-order flow) on one `adamflow.problems.Problem` and measures how large the
+normalized update :math:`u_n = \hat m_n/(\sqrt{\hat v_n}+\varepsilon)` gets. Theory:
+:math:`|u|` is bounded iff :math:`\gamma > \beta^2`; outside, a coordinate whose gradient
+vanishes sees :math:`|u|` grow by :math:`\ln(\beta/\sqrt\gamma)` per step until
+:math:`\sqrt{\hat v}` falls to ε.
+
+How the grid is computed: one jitted ``vmap`` over the cells of a chunk, ``lax.scan`` over
+the steps, the chunk's cells sharded over all JAX devices (``jax.sharding``); the discrete
+step is `adamflow._discrete.cascade_step`, the flow is `adamflow._flows.leading_field`
+(fixed-step RK4), so no formula is written here twice. Every cell sees the same gradient
+randomness (the key of step ``n`` is ``fold_in(PRNGKey(seed), n)``), so cells differ only
+by (β, γ). Each finished chunk can be written to a checkpoint folder; a rerun with the
+same parameters loads finished chunks instead of recomputing them.
+
+What is measured in each cell (arrays indexed ``[beta, gamma]``):
+
+- ``max_update``: :math:`\max_{n,i}|u_{n,i}|`, ``inf`` for a cell that went non-finite;
+- ``diverged`` / ``diverged_step``: whether an update went non-finite, and the end of the
+  `GROWTH_BLOCK`-step block in which it first did (-1: never);
+- ``growth_rate``: the measured change of :math:`\ln|u|` per step over the silent stretches
+  (no gradient for that coordinate) during which ε stays negligible,
+  :math:`\sqrt{\hat v}\ge` `CLEAN_FACTOR` ·ε, sampled at the end of every block; NaN
+  where there were none. Theory: ``theory_growth`` :math:`=\ln(\beta/\sqrt\gamma)`;
+- ``longest_silence``: the longest stretch of steps without a gradient for a coordinate
+  that had already received one (to within a block); ``grad_scale``: the RMS of the
+  non-zero gradients (sampled once per block);
+- ``final_loss``: the problem's loss at the last parameters (NaN without a loss).
+
+The verdicts: a cell is *measured stable* when it did not diverge and ``max_update`` is at
+most ``threshold``; *theory stable* when :math:`\gamma > \beta^2`
+(`adamflow.stability.is_stable`). A theory-unstable cell lies in the *band* when the largest
+update this run could show in theory, `predicted_peak` (growth by :math:`\beta/\sqrt\gamma`
+per step for at most ``longest_silence`` steps, capped where :math:`\sqrt{\hat v}` reaches
+ε), stays below ``threshold`` × `BAND_MARGIN`: there the run cannot tell an unstable cell
+from a stable one. ``agreement`` is the fraction of cells outside the band where the two
+verdicts agree; ``band_cells`` counts the band.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import _io, _rules, stability
+from ._discrete import cascade_step, init_state, parameter_step
+from ._flows import FlowParams, FlowState, initial_state, leading_field
+from ._optimizers import Hyper
+from ._trajectory import PyTree
+from .problems import Problem
+
+tree_map = jax.tree_util.tree_map
+tree_leaves = jax.tree_util.tree_leaves
+
+#: Steps per block of the growth measurement (and per point of a recorded trace).
+GROWTH_BLOCK = 8
+#: ε is negligible in a step's growth when sqrt(v̂) >= CLEAN_FACTOR·ε (≤ 0.1% of the ratio).
+CLEAN_FACTOR = 1e3
+#: A theory-unstable cell is decidable when the ε-capped model peak reaches this many
+#: times the threshold; below, it lies in the band.
+BAND_MARGIN = 10.0
+#: Default number of cells per chunk (one compiled call, one checkpoint file).
+DEFAULT_CHUNK = 512
+DYNAMICS = ("discrete", "continuous")
+_CHECKPOINT_FORMAT = "adamflow.phase_checkpoint/1"
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_grid(name: str, values: Any) -> np.ndarray:
+    """A non-empty, finite, strictly monotone 1-D grid inside [0, 1)."""
+    try:
+        grid = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D sequence of numbers, got {values!r}") from None
+    if grid.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence, got shape {grid.shape}")
+    if grid.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(grid)) or np.any(grid < 0.0) or np.any(grid >= 1.0):
+        bad = grid[~(np.isfinite(grid) & (grid >= 0.0) & (grid < 1.0))][0]
+        raise ValueError(f"every value of {name} must be in [0, 1), got {bad!r}")
+    if grid.size > 1:
+        steps = np.diff(grid)
+        if not (np.all(steps > 0) or np.all(steps < 0)):
+            raise ValueError(f"{name} must be strictly increasing or strictly decreasing")
+    return grid
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    x = float(value)
+    ok = math.isfinite(x) and (x >= 0.0 if allow_zero else x > 0.0)
+    if not ok:
+        raise ValueError(
+            f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
+    return x
+
+
+def _resolve_devices(devices: Any) -> list[Any]:
+    if devices is None:
+        return list(jax.devices())
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        available = jax.devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices must be between 1 and {len(available)}, got {devices}")
+        return list(available[: int(devices)])
+    device_list = list(devices)
+    if not device_list:
+        raise ValueError("devices must not be empty")
+    return device_list
+
+
+# ----------------------------------------------------------------------------- theory
+
+
+def theory_growth(beta: Any, gamma: Any) -> np.ndarray:
+    r"""Per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
+    negligible, bias corrections settled): :math:`\ln(\beta/\sqrt\gamma) =
+    \tfrac12\ln(1/\gamma) - \ln(1/\beta)` -- growth where :math:`\gamma < \beta^2`, decay
+    elsewhere (its positive part is `adamflow.stability.growth_rate`)."""
+    beta, gamma = np.asarray(beta, dtype=np.float64), np.asarray(gamma, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 0.5 * _rules.decay_per_step(gamma, _rules.NUMPY_OPS) - _rules.decay_per_step(
+            beta, _rules.NUMPY_OPS
+        )
+
+
+def predicted_peak(beta: Any, gamma: Any, grad_scale: Any, silence: Any, eps: float) -> np.ndarray:
+    r"""log10 of the largest update this run could show in theory (THEORY.md §4): a
+    coordinate whose gradient of size ``G`` switches off grows by :math:`\beta/\sqrt\gamma`
+    per step for at most ``silence`` steps, and at most to the ε cap,
+
+    :math:`\log_{10}\min\big(A_\varepsilon(\beta,\gamma,G),\;
+    e^{\max(0,\ln(\beta/\sqrt\gamma))\,L}\big)`
+
+    with :math:`A_\varepsilon` = `adamflow.stability.eps_capped_amplification` (sharp form;
+    moments in equilibrium before the switch-off, so :math:`|u| \approx 1` at its start).
+    It is optimistic: a cell whose predicted peak stays below the detection threshold cannot
+    have shown its instability. NaN where ``G`` is not a positive number.
+    """
+    b, g = np.broadcast_arrays(np.asarray(beta, float), np.asarray(gamma, float))
+    scale = np.broadcast_to(np.asarray(grad_scale, float), b.shape)
+    length = np.broadcast_to(np.asarray(silence, float), b.shape)
+    usable = np.isfinite(scale) & (scale > 0)
+    with np.errstate(over="ignore"):
+        if eps > 0:
+            cap = np.log10(
+                stability.eps_capped_amplification(
+                    b, g, np.where(usable, scale, 1.0), eps, sharp=True
+                )
+            )
+        else:
+            cap = np.full(b.shape, np.inf)
+        grow = np.asarray(stability.growth_rate(b, g)) * length / np.log(10.0)
+    return np.where(usable, np.minimum(cap, grow), np.nan)
+
+
+# ----------------------------------------------------------------------------- one cell
+
+
+class _Diagnostics(NamedTuple):
+    """Measurements of one cell updated at the end of every block of steps (per parameter
+    element unless noted). The growth is kept as a product of ratios
+    |u at the block end| / |u where the silence began or at the previous block end|, in
+    mantissa/exponent form (``frexp``), so that no logarithm is taken inside the loop."""
+
+    longest: PyTree
+    grad_sq: PyTree
+    grad_count: PyTree
+    first_bad: jnp.ndarray  # per cell
+    growth_mantissa: PyTree
+    growth_exponent: PyTree
+    growth_steps: PyTree
+
+
+class _CellResult(NamedTuple):
+    """What one cell returns (reduced over parameter elements)."""
+
+    max_update: jnp.ndarray
+    diverged_step: jnp.ndarray
+    growth_sum: jnp.ndarray
+    growth_steps: jnp.ndarray
+    longest_silence: jnp.ndarray
+    grad_sq_sum: jnp.ndarray
+    grad_count: jnp.ndarray
+    final_loss: jnp.ndarray
+    trace: jnp.ndarray
+
+
+@dataclass(frozen=True)
+class _Config:
+    """Everything static about a sweep (hashable: compiled sweeps are cached on it)."""
+
+    problem: Problem
+    steps: int
+    lr: float
+    eps: float
+    seed: int
+    dynamics: str
+    substeps: int
+    record_trace: bool
+
+
+def _rk4(
+    field_fn: Callable[[Any, FlowState], FlowState], t: Any, y: FlowState, h: Any
+) -> tuple[FlowState, FlowState]:
+    """One classical Runge-Kutta step; returns the new state and the first stage."""
+
+    def axpy(a: Any, x: FlowState, y: FlowState) -> FlowState:
+        return tree_map(lambda xi, yi: yi + a * xi, x, y)
+
+    k1 = field_fn(t, y)
+    k2 = field_fn(t + h / 2, axpy(h / 2, k1, y))
+    k3 = field_fn(t + h / 2, axpy(h / 2, k2, y))
+    k4 = field_fn(t + h, axpy(h, k3, y))
+    y_new = tree_map(
+        lambda y0, a, b, c, d: y0 + (h / 6) * (a + 2 * b + 2 * c + d), y, k1, k2, k3, k4
+    )
+    return y_new, k1
+
+
+#: Precompute the declared gradient support for all steps when it has at most this many
+#: entries (else it is drawn inside the loop).
+_SUPPORT_TABLE_LIMIT = 20_000_000
+
+
+def _step_inputs(config: _Config) -> dict[str, Any]:
+    """Per-step inputs drawn before the loop, for every cell at once: the step numbers,
+    their keys ``fold_in(PRNGKey(seed), n)`` and, when the problem declares one, the
+    support of each step's gradient (so no random numbers are drawn twice in the loop)."""
+    problem, steps = config.problem, config.steps
+    numbers = jnp.arange(1, steps + 1, dtype=jnp.int32)
+    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.PRNGKey(config.seed), n))(numbers)
+    inputs: dict[str, Any] = {"n": numbers, "key": keys}
+    if problem.support is not None and steps * problem.size <= _SUPPORT_TABLE_LIMIT:
+        inputs["seen"] = jax.vmap(problem.step_support)(keys, numbers)
+    return inputs
+
+
+def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
+    """The function of one (β, γ) cell: run ``steps`` steps and return its measurements.
+
+    Steps are scanned in blocks of `GROWTH_BLOCK`; per step only the running max of |u|
+    and the last step at which each coordinate received a gradient are updated (the loop
+    is memory bound), and the block's last step feeds the sampled measurements.
+    """
+    problem, steps, lr, eps = config.problem, config.steps, config.lr, config.eps
+    n_blocks, tail = divmod(steps, GROWTH_BLOCK)
+
+    def cell(beta: Any, gamma: Any) -> _CellResult:
+        theta0 = tree_map(lambda x: jnp.asarray(x, dtype=jnp.float64), problem.theta0)
+        log_decay_v = _rules.decay_per_step(gamma)
+        if config.dynamics == "discrete":
+            hyper = Hyper(
+                jnp.asarray(lr), beta[None], gamma[None], jnp.asarray(eps), jnp.asarray(0.0)
+            )
+            state0: Any = (theta0, init_state(1, theta0))
+
+            def advance(state: Any, n: Any, grad_fn: Callable[[PyTree], PyTree]) -> Any:
+                theta, cascade = state
+                g = grad_fn(theta)
+                cascade, u = cascade_step(hyper, cascade, g)
+                return (parameter_step(hyper, theta, u), cascade), g, u
+
+            def parts(state: Any) -> tuple[PyTree, PyTree]:
+                return state[0], state[1].v[0]
+
+        else:
+            params = FlowParams(
+                (_rules.decay_per_step(beta) / lr,),
+                (log_decay_v / lr,),
+                jnp.asarray(eps),
+                jnp.asarray(0.0),
+            )
+            state0 = initial_state(1, theta0, jnp.zeros_like)
+            h = lr / config.substeps
+
+            def advance(state: Any, n: Any, grad_fn: Callable[[PyTree], PyTree]) -> Any:
+                g = grad_fn(state.theta)
+                t0 = (n - 1) * lr
+
+                def field_fn(t: Any, y: FlowState) -> FlowState:
+                    return leading_field(t, y, params, grad_fn)
+
+                def substep(y: FlowState, j: Any) -> tuple[FlowState, PyTree]:
+                    y, k1 = _rk4(field_fn, t0 + j * h, y, h)
+                    return y, k1.theta
+
+                state, slopes = jax.lax.scan(substep, state, jnp.arange(config.substeps))
+                # dθ/dt = -u (no weight decay): u at the step's start, from the first stage.
+                u = tree_map(lambda s: -s[0], slopes)
+                return state, g, u
+
+            def parts(state: Any) -> tuple[PyTree, PyTree]:
+                return state.theta, state.v[0]
+
+        def one_step(carry: Any, x: dict[str, Any]) -> tuple[Any, PyTree, PyTree]:
+            state, max_abs, last_seen, anchor = carry
+            n, key = x["n"], x["key"]
+
+            def grad_fn(theta: PyTree) -> PyTree:
+                return problem.step_gradient(theta, key, n)
+
+            state, g, u = advance(state, n, grad_fn)
+            max_abs = tree_map(lambda a, ui: jnp.maximum(a, jnp.abs(ui)), max_abs, u)
+            # With a declared support the silences are the same in every cell (drawn before
+            # the loop, unbatched); otherwise they are read off this cell's gradient.
+            seen = x["seen"] if "seen" in x else tree_map(lambda gi: gi != 0, g)
+            step = n.astype(jnp.float64)
+            last_seen = tree_map(lambda s, q: jnp.where(q, step, s), last_seen, seen)
+            # |u| where the current silence began (a gradient step, or the last block end).
+            anchor = tree_map(lambda a, q, ui: jnp.where(q, jnp.abs(ui), a), anchor, seen, u)
+            return (state, max_abs, last_seen, anchor), g, u
+
+        def one_block(carry: Any, xs: dict[str, Any]) -> Any:
+            """The block's steps, then its measurements at its last step ``n``."""
+            inner, diag = carry
+            length = xs["n"].shape[0]
+            head = tree_map(lambda a: a[:-1], xs)
+            inner, _ = jax.lax.scan(lambda c, x: (one_step(c, x)[0], None), inner, head)
+            inner, g, u = one_step(inner, tree_map(lambda a: a[-1], xs))
+            n = xs["n"][-1]
+            state, max_abs, last_seen, anchor = inner
+            silence = tree_map(lambda s: jnp.where(s > 0, n - s, 0.0), last_seen)
+            bad = ~jnp.isfinite(_tree_max(max_abs))  # NaN and inf persist in max_abs
+            first_bad = jnp.where(bad & (diag.first_bad < 0), n, diag.first_bad)
+            abs_u = tree_map(jnp.abs, u)
+            # Growth over the silent end of the block, since `anchor` (the last gradient
+            # step in the block, or the block's start): counted when ε is negligible at
+            # its end, sqrt(v̂) >= CLEAN_FACTOR·ε (v̂ only falls in a silence, so ε was
+            # negligible throughout).
+            v_floor = (CLEAN_FACTOR * eps) ** 2 * _rules.bias_correction(n * log_decay_v)
+            qualify = tree_map(
+                lambda s, v, a, a0: (
+                    (s >= 1) & (v >= v_floor) & (a > 0) & (a0 > 0) & jnp.isfinite(a)
+                ),
+                silence,
+                parts(state)[1],
+                abs_u,
+                anchor,
+            )
+            product = tree_map(
+                lambda q, pm, a, a0: jnp.where(q, pm * (a / jnp.where(q, a0, 1.0)), pm),
+                qualify,
+                diag.growth_mantissa,
+                abs_u,
+                anchor,
+            )
+            inner = (state, max_abs, last_seen, abs_u)  # the next segment starts here
+            nonzero = tree_map(lambda gi: (gi != 0) & jnp.isfinite(gi), g)
+            diag = _Diagnostics(
+                longest=tree_map(jnp.maximum, diag.longest, silence),
+                grad_sq=tree_map(
+                    lambda a, gi, q: a + jnp.where(q, gi * gi, 0.0), diag.grad_sq, g, nonzero
+                ),
+                grad_count=tree_map(lambda a, q: a + q, diag.grad_count, nonzero),
+                first_bad=first_bad.astype(jnp.int32),
+                growth_mantissa=tree_map(lambda x: jnp.frexp(x)[0], product),
+                growth_exponent=tree_map(
+                    lambda e, x: e + jnp.frexp(x)[1], diag.growth_exponent, product
+                ),
+                growth_steps=tree_map(
+                    lambda a, q, s: a + jnp.where(q, jnp.minimum(s, length), 0.0),
+                    diag.growth_steps,
+                    qualify,
+                    silence,
+                ),
+            )
+            trace = jnp.log10(_tree_max(abs_u)) if config.record_trace else None
+            return (inner, diag), trace
+
+        inputs = _step_inputs(config)
+        zeros = tree_map(jnp.zeros_like, theta0)
+        int_zeros = tree_map(lambda x: jnp.zeros(x.shape, jnp.int32), theta0)
+        diag0 = _Diagnostics(
+            longest=zeros,
+            grad_sq=zeros,
+            grad_count=int_zeros,
+            first_bad=jnp.asarray(-1, jnp.int32),
+            growth_mantissa=tree_map(jnp.ones_like, theta0),
+            growth_exponent=int_zeros,
+            growth_steps=zeros,
+        )
+        carry = ((state0, zeros, zeros, zeros), diag0)
+        blocked = tree_map(
+            lambda a: a[: n_blocks * GROWTH_BLOCK].reshape((n_blocks, GROWTH_BLOCK) + a.shape[1:]),
+            inputs,
+        )
+        carry, trace = jax.lax.scan(one_block, carry, blocked)
+        if tail:
+            carry, _ = one_block(carry, tree_map(lambda a: a[n_blocks * GROWTH_BLOCK :], inputs))
+        (state, max_abs, _, _), diag = carry
+        diverged = diag.first_bad >= 0
+        theta = parts(state)[0]
+        loss = (
+            jnp.asarray(problem.loss(theta), jnp.float64)
+            if problem.loss is not None
+            else jnp.asarray(jnp.nan)
+        )
+        growth_log = tree_map(
+            lambda pm, e: jnp.log(pm) + e * math.log(2.0),
+            diag.growth_mantissa,
+            diag.growth_exponent,
+        )
+        return _CellResult(
+            max_update=jnp.where(diverged, jnp.inf, _tree_max(max_abs)),
+            diverged_step=diag.first_bad,
+            growth_sum=_tree_sum(growth_log),
+            growth_steps=_tree_sum(diag.growth_steps),
+            longest_silence=_tree_max(diag.longest).astype(jnp.int32),
+            grad_sq_sum=_tree_sum(diag.grad_sq),
+            grad_count=_tree_sum(diag.grad_count),
+            final_loss=loss,
+            trace=trace if config.record_trace else jnp.zeros((0,)),
+        )
+
+    return cell
+
+
+def _tree_max(tree: PyTree) -> jnp.ndarray:
+    return jnp.max(jnp.stack([jnp.max(x) for x in tree_leaves(tree)]))
+
+
+def _tree_sum(tree: PyTree) -> jnp.ndarray:
+    return sum(jnp.sum(x) for x in tree_leaves(tree))  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_chunk_fn(config: _Config, devices: tuple[Any, ...]) -> Callable[..., _CellResult]:
+    """``(betas, gammas) -> _CellResult`` over a chunk: jit of the vmapped cell, with the
+    cell axis sharded over ``devices`` when there are several (cached, so a repeated sweep
+    of the same problem object reuses the compiled code)."""
+    batched = jax.vmap(_make_cell_fn(config))
+    if len(devices) == 1:
+        return jax.jit(batched)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("cells",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("cells"))
+    return jax.jit(batched, in_shardings=(sharding, sharding), out_shardings=sharding)
+
+
+def _compute_chunk(
+    chunk_fn: Callable[..., _CellResult], betas: np.ndarray, gammas: np.ndarray, padded: int
+) -> dict[str, np.ndarray]:
+    """Run one chunk (padded to ``padded`` cells by repeating its last cell) and return its
+    unpadded results as NumPy arrays."""
+    size = betas.size
+    pad = padded - size
+    b = np.concatenate([betas, np.full(pad, betas[-1])])
+    g = np.concatenate([gammas, np.full(pad, gammas[-1])])
+    result = chunk_fn(jnp.asarray(b), jnp.asarray(g))
+    return {name: np.asarray(value)[:size] for name, value in result._asdict().items()}
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseDiagram:
+    """Measured and predicted stability of Adam over a (β, γ) grid.
+
+    Arrays are indexed ``[beta, gamma]`` (the module docstring defines each one):
+    measured ``max_update``, ``growth_rate`` (over ``growth_steps`` silent steps),
+    ``diverged``/``diverged_step``, ``final_loss``, ``longest_silence``, ``grad_scale``;
+    theory ``theory_stable`` (γ > β²), ``theory_growth`` (ln(β/√γ)), ``predicted_peak``
+    (log10); verdicts ``measured_stable`` and ``band``. Scalars: ``agreement`` (fraction of
+    cells outside the band where the verdicts agree), ``band_cells``, ``threshold``;
+    ``parameters`` (everything the sweep was run with), ``elapsed`` (seconds). With
+    ``record_trace=True``: ``trace[beta, gamma, k]`` = log10 max_i |u_i| at step
+    ``trace_steps[k]``.
+    """
+
+    betas: np.ndarray
+    gammas: np.ndarray
+    max_update: np.ndarray
+    growth_rate: np.ndarray
+    growth_steps: np.ndarray
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    final_loss: np.ndarray
+    longest_silence: np.ndarray
+    grad_scale: np.ndarray
+    theory_stable: np.ndarray
+    theory_growth: np.ndarray
+    predicted_peak: np.ndarray
+    band: np.ndarray
+    measured_stable: np.ndarray
+    agreement: float
+    band_cells: int
+    threshold: float
+    parameters: dict[str, Any]
+    elapsed: float = float("nan")
+    trace: np.ndarray | None = None
+    trace_steps: np.ndarray | None = None
+
+    @property
+    def cells(self) -> int:
+        """Number of grid cells."""
+        return int(self.max_update.size)
+
+    @property
+    def decided_cells(self) -> int:
+        """Cells outside the band (those counted in `agreement`)."""
+        return self.cells - self.band_cells
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers: cells, agreement, band, divergences, time."""
+        return {
+            "cells": self.cells,
+            "agreement": self.agreement,
+            "band_cells": self.band_cells,
+            "decided_cells": self.decided_cells,
+            "disagreements": int(np.sum((self.measured_stable != self.theory_stable) & ~self.band)),
+            "diverged_cells": int(np.sum(self.diverged)),
+            "threshold": self.threshold,
+            "max_log10_update": float(np.log10(np.max(self.max_update))),
+            "elapsed_s": self.elapsed,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON sidecar: every parameter, the seed, the version and the summary."""
+        parameters = dict(self.parameters)
+        return _io.sidecar(parameters, parameters.get("seed"), summary=self.summary())
+
+    def plot(self, ax: Any = None) -> Any:
+        """Heatmap of log10 max|u| with the boundary γ = β², the band and (0.9, 0.999);
+        returns the matplotlib Figure (see `adamflow.plotting.phase.plot_phase_diagram`)."""
+        from .plotting.phase import plot_phase_diagram
+
+        return plot_phase_diagram(self, ax=ax)
+
+    def save(self, directory: str | Path, name: str = "phase_diagram") -> Path:
+        """Write ``<name>.npz`` (arrays; load with ``allow_pickle=False``) and ``<name>.json``
+        (parameters, seed, version, summary) atomically; returns the ``.npz`` path."""
+        directory = Path(directory)
+        arrays = {name_: getattr(self, name_) for name_ in _ARRAY_FIELDS}
+        if self.trace is not None and self.trace_steps is not None:
+            arrays["trace"] = self.trace
+            arrays["trace_steps"] = self.trace_steps
+        path = _io.atomic_save_npz(directory / f"{name}.npz", **arrays)
+        _io.atomic_write_json(directory / f"{name}.json", self.metadata())
+        return path
+
+
+_ARRAY_FIELDS = (
+    "betas",
+    "gammas",
+    "max_update",
+    "growth_rate",
+    "growth_steps",
+    "diverged",
+    "diverged_step",
+    "final_loss",
+    "longest_silence",
+    "grad_scale",
+    "theory_stable",
+    "theory_growth",
+    "predicted_peak",
+    "band",
+    "measured_stable",
+)
+
+
+def load_phase_diagram(path: str | Path) -> PhaseDiagram:
+    """Read a `PhaseDiagram` written by `PhaseDiagram.save` (the ``.npz`` path, or a folder
+    holding ``phase_diagram.npz``); no pickle is involved."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "phase_diagram.npz"
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: np.asarray(data[key]) for key in data.files}
+    meta = json.loads(path.with_suffix(".json").read_text())
+    summary = meta.get("summary", {})
+    return PhaseDiagram(
+        **{name: arrays[name] for name in _ARRAY_FIELDS},
+        agreement=float(summary.get("agreement", np.nan)),
+        band_cells=int(summary.get("band_cells", int(np.sum(arrays["band"])))),
+        threshold=float(summary.get("threshold", np.nan)),
+        parameters=meta.get("parameters", {}),
+        elapsed=float(summary.get("elapsed_s", np.nan)),
+        trace=arrays.get("trace"),
+        trace_steps=arrays.get("trace_steps"),
+    )
+
+
+def _analyse(
+    betas: np.ndarray,
+    gammas: np.ndarray,
+    raw: dict[str, np.ndarray],
+    *,
+    eps: float,
+    threshold: float,
+    parameters: dict[str, Any],
+    elapsed: float,
+    trace_steps: np.ndarray | None,
+) -> PhaseDiagram:
+    """Turn raw per-cell measurements into verdicts, the band and the agreement."""
+    shape = (betas.size, gammas.size)
+    grid = {key: value.reshape(shape + value.shape[1:]) for key, value in raw.items()}
+    beta, gamma = np.meshgrid(betas, gammas, indexing="ij")
+    diverged = grid["diverged_step"] >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth_rate = grid["growth_sum"] / grid["growth_steps"]
+        grad_scale = np.sqrt(grid["grad_sq_sum"] / grid["grad_count"])
+    growth_rate = np.where(grid["growth_steps"] > 0, growth_rate, np.nan)
+    grad_scale = np.where(grid["grad_count"] > 0, grad_scale, np.nan)
+    stable_theory = np.asarray(stability.is_stable(beta, gamma), dtype=bool)
+    peak = predicted_peak(beta, gamma, grad_scale, grid["longest_silence"], eps)
+    undecidable = ~(peak >= np.log10(threshold * BAND_MARGIN))  # NaN counts as undecidable
+    band = ~stable_theory & undecidable
+    measured = ~diverged & (grid["max_update"] <= threshold)
+    decided = ~band
+    agreement = (
+        float(np.mean(measured[decided] == stable_theory[decided])) if decided.any() else np.nan
+    )
+    return PhaseDiagram(
+        betas=betas,
+        gammas=gammas,
+        max_update=grid["max_update"],
+        growth_rate=growth_rate,
+        growth_steps=grid["growth_steps"],
+        diverged=diverged,
+        diverged_step=grid["diverged_step"],
+        final_loss=grid["final_loss"],
+        longest_silence=grid["longest_silence"],
+        grad_scale=grad_scale,
+        theory_stable=stable_theory,
+        theory_growth=theory_growth(beta, gamma),
+        predicted_peak=peak,
+        band=band,
+        measured_stable=measured,
+        agreement=agreement,
+        band_cells=int(band.sum()),
+        threshold=threshold,
+        parameters=parameters,
+        elapsed=elapsed,
+        trace=grid["trace"] if trace_steps is not None else None,
+        trace_steps=trace_steps,
+    )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_meta(parameters: dict[str, Any], chunk_size: int) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "format": _CHECKPOINT_FORMAT,
+        "adamflow_version": __version__,
+        "chunk_size": chunk_size,
+        **parameters,
+    }
+
+
+def _open_checkpoint(folder: Path, meta: dict[str, Any]) -> None:
+    """Create the checkpoint folder, or check that the one there was made with ``meta``."""
+    meta_path = folder / "meta.json"
+    expected = json.loads(json.dumps(_io._jsonable(meta)))
+    if meta_path.exists():
+        found = json.loads(meta_path.read_text())
+        if found != expected:
+            keys = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            raise ValueError(
+                f"checkpoint {folder} was made with other parameters (differing: "
+                f"{', '.join(keys)}); pass another checkpoint folder or delete this one"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_json(meta_path, meta)
+
+
+def _chunk_path(folder: Path, index: int) -> Path:
+    return folder / f"chunk_{index:05d}.npz"
+
+
+def clear_checkpoint(folder: str | Path) -> None:
+    """Delete a checkpoint folder written by `phase_diagram` (its meta and chunk files only;
+    the folder itself is removed when nothing else is left in it)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in [folder / "meta.json", *folder.glob("chunk_*.npz")]:
+        path.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        shutil.rmtree(folder)
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+def grid(low: float, high: float, n: int, *, spacing: str = "log") -> np.ndarray:
+    r"""``n`` values from ``low`` to ``high`` (both in [0, 1)): ``"log"`` spaces
+    :math:`1-x` logarithmically (fine near 1, where Adam's β and γ live), ``"linear"``
+    spaces :math:`x` evenly."""
+    n = _check_int("n", n, 1)
+    for name, value in (("low", low), ("high", high)):
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    if spacing == "log":
+        return 1.0 - np.logspace(np.log10(1.0 - low), np.log10(1.0 - high), n)
+    if spacing == "linear":
+        return np.linspace(low, high, n)
+    raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+
+
+#: The default map: 1-β from 0.5 to 1e-3 and 1-γ from 0.9 to 1e-4, log-spaced, so that the
+#: boundary γ = β² (1-γ ≈ 2(1-β)) crosses the grid diagonally and Adam's default
+#: (0.9, 0.999) lies inside it.
+DEFAULT_BETA_RANGE = (0.5, 0.999)
+DEFAULT_GAMMA_RANGE = (0.1, 0.9999)
+DEFAULT_GRID = 40
+#: Steps and learning rate per built-in problem when not given (the main job: sparse).
+DEFAULT_RUNS: dict[str, dict[str, Any]] = {
+    "sparse": {"steps": 3000, "lr": 1e-2},
+    "switch_off": {"steps": 7000, "lr": 1e-2},
+    "quadratic": {"steps": 2000, "lr": 1e-2},
+    "logistic": {"steps": 2000, "lr": 1e-2},
+    "mlp_digits": {"steps": 500, "lr": 1e-3},
+}
+
+
+def default_grid(n: int = DEFAULT_GRID, *, spacing: str = "log") -> tuple[np.ndarray, np.ndarray]:
+    """The default (betas, gammas): `DEFAULT_BETA_RANGE` × `DEFAULT_GAMMA_RANGE`, n × n."""
+    return (
+        grid(*DEFAULT_BETA_RANGE, n, spacing=spacing),
+        grid(*DEFAULT_GAMMA_RANGE, n, spacing=spacing),
+    )
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def phase_diagram(
+    problem: Problem,
+    betas: Sequence[float] | np.ndarray,
+    gammas: Sequence[float] | np.ndarray,
+    *,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    eps: float = 1e-8,
+    dynamics: str = "discrete",
+    devices: Any = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    threshold: float = 1e2,
+    substeps: int = 4,
+    chunk_size: int | None = None,
+    record_trace: bool = False,
+) -> PhaseDiagram:
+    r"""Run Adam on ``problem`` for every (β, γ) of the grid and map where it stays bounded.
+
+    Each cell runs ``steps`` steps of Adam (``dynamics="discrete"``:
+    :math:`m_n = \beta m_{n-1} + (1-\beta)g_n`, :math:`v_n = \gamma v_{n-1} + (1-\gamma)g_n^2`,
+    :math:`u_n = \hat m_n/(\sqrt{\hat v_n}+\varepsilon)`,
+    :math:`\theta_n = \theta_{n-1} - \eta u_n`) or its leading-order flow
+    (``"continuous"``: :math:`\dot m = a(g - m)`, :math:`\dot v = b(g^2 - v)`,
+    :math:`\dot\theta = -u`, :math:`a = \ln(1/\beta)/\eta`, :math:`b = \ln(1/\gamma)/\eta`,
+    RK4 with ``substeps`` steps per η, the gradient of step n held over
+    :math:`[(n-1)\eta, n\eta)`), in float64, and is compared with the theory
+    :math:`\gamma > \beta^2` (THEORY.md §4; see the module docstring for every measured
+    array, the band and the agreement).
+
+    Parameters
+    ----------
+    problem : an `adamflow.problems.Problem`.
+    betas, gammas : strictly monotone, non-empty grids in [0, 1) (β = Adam's β1, γ = β2).
+    steps : optimizer steps per cell (>= 1); lr : learning rate η (> 0).
+    seed : seed of the gradient randomness, shared by every cell.
+    eps : ε >= 0. threshold : a cell is measured stable when max|u| <= threshold.
+    devices : JAX devices to shard the cells over (default: all), or how many to use.
+    checkpoint : a folder; each finished chunk is saved there and reused by a rerun with the
+        same parameters (a checkpoint made with other parameters is refused).
+    progress : show a tqdm bar over chunks. chunk_size : cells per chunk (default 512).
+    record_trace : also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be an adamflow.problems.Problem, got {problem!r}")
+    beta_grid = _check_grid("betas", betas)
+    gamma_grid = _check_grid("gammas", gammas)
+    steps = _check_int("steps", steps, 1)
+    lr = _check_positive("lr", lr)
+    seed = _check_int("seed", seed, 0)
+    eps = _check_positive("eps", eps, allow_zero=True)
+    threshold = _check_positive("threshold", threshold)
+    substeps = _check_int("substeps", substeps, 1)
+    if dynamics not in DYNAMICS:
+        raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
+    device_list = _resolve_devices(devices)
+    n_cells = beta_grid.size * gamma_grid.size
+    largest = _check_int("chunk_size", chunk_size if chunk_size is not None else DEFAULT_CHUNK, 1)
+    n_chunks = -(-n_cells // largest)
+    chunk = -(-n_cells // n_chunks)  # equal chunks, the last one possibly shorter
+    n_chunks = -(-n_cells // chunk)
+    padded = -(-chunk // len(device_list)) * len(device_list)
+    parameters: dict[str, Any] = {
+        "problem": problem.fingerprint(),
+        "betas": beta_grid.tolist(),
+        "gammas": gamma_grid.tolist(),
+        "steps": steps,
+        "lr": lr,
+        "seed": seed,
+        "eps": eps,
+        "dynamics": dynamics,
+        "substeps": substeps if dynamics == "continuous" else None,
+        "threshold": threshold,
+        "record_trace": bool(record_trace),
+    }
+    folder = Path(checkpoint) if checkpoint is not None else None
+    if folder is not None:
+        _open_checkpoint(folder, _checkpoint_meta(parameters, chunk))
+
+    beta_flat, gamma_flat = (a.ravel() for a in np.meshgrid(beta_grid, gamma_grid, indexing="ij"))
+    config = _Config(problem, steps, lr, eps, seed, dynamics, substeps, bool(record_trace))
+    start = time.perf_counter()
+    pieces: list[dict[str, np.ndarray]] = []
+    chunk_fn = None
+    with jax.enable_x64(True):
+        for index in tqdm(
+            range(n_chunks), desc="phase diagram", unit="chunk", disable=not progress
+        ):
+            path = _chunk_path(folder, index) if folder is not None else None
+            if path is not None and path.exists():
+                with np.load(path, allow_pickle=False) as data:
+                    pieces.append({key: np.asarray(data[key]) for key in data.files})
+                continue
+            if chunk_fn is None:
+                chunk_fn = _compile_chunk_fn(config, tuple(device_list))
+            cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
+            piece = _compute_chunk(chunk_fn, beta_flat[cells], gamma_flat[cells], padded)
+            if path is not None:
+                _io.atomic_save_npz(path, **piece)
+            pieces.append(piece)
+    elapsed = time.perf_counter() - start
+    raw = {key: np.concatenate([p[key] for p in pieces]) for key in _CellResult._fields}
+    n_trace = steps // GROWTH_BLOCK
+    trace_steps = GROWTH_BLOCK * (1 + np.arange(n_trace)) if record_trace else None
+    parameters["devices"] = len(device_list)
+    parameters["chunk_size"] = chunk
+    return _analyse(
+        beta_grid,
+        gamma_grid,
+        raw,
+        eps=eps,
+        threshold=threshold,
+        parameters=parameters,
+        elapsed=elapsed,
+        trace_steps=trace_steps,
+    )

@@ -1,0 +1,304 @@
+"""Phase diagrams (THEORY.md §4): the measured stable region against γ > β², the growth
+ln(β/√γ), the continuous flow, sharding, checkpoints, divergence and the baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from adamflow import _phase, problems
+from adamflow._phase import (
+    PhaseDiagram,
+    clear_checkpoint,
+    default_grid,
+    grid,
+    load_phase_diagram,
+    phase_diagram,
+    theory_growth,
+)
+from adamflow._phase_baselines import element_steps, minimal_kernel, optax_loop_point
+
+ROOT = Path(__file__).resolve().parent.parent
+SPARSE = problems.sparse()  # one object, so compiled sweeps are reused across tests
+TINY = {"steps": 300, "lr": 1e-2, "progress": False}
+TINY_BETAS = np.array([0.5, 0.8, 0.9, 0.99, 0.999])
+TINY_GAMMAS = np.array([0.1, 0.9, 0.99, 0.999])
+
+
+@pytest.fixture(scope="module")
+def sparse_map() -> PhaseDiagram:
+    """A reduced default map: 12 x 12 log grid, 1500 steps."""
+    betas, gammas = default_grid(12)
+    return phase_diagram(SPARSE, betas, gammas, steps=1500, lr=1e-2, progress=False)
+
+
+def test_sparse_map_agrees_with_gamma_greater_than_beta_squared(sparse_map: PhaseDiagram) -> None:
+    d = sparse_map
+    beta, gamma = np.meshgrid(d.betas, d.gammas, indexing="ij")
+    np.testing.assert_array_equal(d.theory_stable, gamma > beta**2)
+    assert d.agreement >= 0.99
+    assert d.band_cells < 0.25 * d.cells  # most cells are decidable
+    assert not d.band[d.theory_stable].any()  # the band lies on the unstable side
+    # Both phases are present and clearly separated: O(1) updates against huge ones.
+    assert d.max_update[d.theory_stable].max() < 30
+    decided_unstable = ~d.theory_stable & ~d.band
+    assert decided_unstable.sum() >= 10
+    assert np.log10(d.max_update[decided_unstable]).min() > 2
+    assert np.log10(d.max_update).max() > 20
+    # The measured growth per silent step follows ln(β/√γ) (sign everywhere, size roughly).
+    measured = np.isfinite(d.growth_rate) & (np.abs(d.theory_growth) > 0.01)
+    assert np.all(np.sign(d.growth_rate[measured]) == np.sign(d.theory_growth[measured]))
+    np.testing.assert_allclose(
+        d.growth_rate[decided_unstable], d.theory_growth[decided_unstable], rtol=0.1
+    )
+    np.testing.assert_allclose(d.theory_growth, theory_growth(beta, gamma))
+    assert np.all(np.isfinite(d.final_loss))
+
+
+def test_switch_off_growth_is_ln_beta_over_sqrt_gamma_within_two_percent() -> None:
+    n0 = 1000
+    betas = grid(0.5, 0.99, 8)  # β^n0 ≤ 4e-5: the bias corrections have settled
+    gammas = grid(0.1, 0.999, 8)
+    d = phase_diagram(
+        problems.switch_off(n0=n0), betas, gammas, steps=n0 + 1000, lr=1e-2, progress=False
+    )
+    unstable = ~d.theory_stable & ~d.band
+    assert unstable.sum() >= 15
+    relative = np.abs(d.growth_rate[unstable] / d.theory_growth[unstable] - 1.0)
+    assert np.all(relative < 0.02), relative.max()
+    assert d.agreement == 1.0
+    # The silence after the switch-off is the whole rest of the run (to within a block).
+    assert np.all(d.longest_silence >= 1000 - _phase.GROWTH_BLOCK)
+    np.testing.assert_allclose(d.grad_scale, 1.0)
+
+
+def test_continuous_flow_has_the_same_boundary_as_the_discrete_optimizer(
+    sparse_map: PhaseDiagram,
+) -> None:
+    discrete = sparse_map
+    flow = phase_diagram(
+        SPARSE,
+        discrete.betas,
+        discrete.gammas,
+        steps=1500,
+        lr=1e-2,
+        dynamics="continuous",
+        substeps=2,
+        progress=False,
+    )
+    assert flow.agreement >= 0.99
+    decided = ~discrete.band & ~flow.band
+    assert decided.sum() >= 100
+    np.testing.assert_array_equal(discrete.measured_stable[decided], flow.measured_stable[decided])
+    # Same physics, not merely the same verdicts: max|u| within a factor 3 where it is O(1).
+    stable = discrete.theory_stable
+    ratio = flow.max_update[stable] / discrete.max_update[stable]
+    assert np.all((ratio > 1 / 3) & (ratio < 3))
+    assert np.array_equal(flow.theory_stable, discrete.theory_stable)
+
+
+def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compile(*args: object) -> None:
+        raise AssertionError("compiled despite bad input")
+
+    monkeypatch.setattr(_phase, "_compile_chunk_fn", no_compile)
+    good = {"betas": [0.5, 0.9], "gammas": [0.9, 0.99], "steps": 10, "lr": 0.1}
+    cases = [
+        ({"betas": [0.5, 1.0]}, "betas"),
+        ({"betas": [-0.1, 0.5]}, "betas"),
+        ({"gammas": [0.9, 1.2]}, "gammas"),
+        ({"gammas": []}, "gammas must not be empty"),
+        ({"betas": [0.5, 0.9, 0.7]}, "betas must be strictly"),
+        ({"gammas": [0.9, 0.9]}, "gammas must be strictly"),
+        ({"betas": [[0.5, 0.9]]}, "betas must be a 1-D"),
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"steps": 2.5}, "steps must be an integer"),
+        ({"lr": 0.0}, "lr must be finite and > 0"),
+        ({"lr": -1e-3}, "lr must be finite and > 0"),
+        ({"eps": -1.0}, "eps must be finite and >= 0"),
+        ({"dynamics": "euler"}, "dynamics must be one of"),
+        ({"seed": -1}, "seed must be an integer"),
+    ]
+    for change, message in cases:
+        arguments = {**good, **change}
+        with pytest.raises(ValueError, match=message):
+            phase_diagram(
+                SPARSE,
+                arguments.pop("betas"),
+                arguments.pop("gammas"),
+                progress=False,
+                **arguments,
+            )
+    with pytest.raises(TypeError, match="problem must be"):
+        phase_diagram("sparse", [0.5], [0.9], steps=10, lr=0.1)  # type: ignore[arg-type]
+
+
+def test_interrupted_sweep_resumes_without_redoing_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
+    folder = tmp_path / "checkpoint"
+    real = _phase._compute_chunk
+    calls = []
+
+    def interrupted(*args: object) -> object:
+        if len(calls) == 1:
+            raise KeyboardInterrupt("stopped after the first chunk")
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_phase, "_compute_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, checkpoint=folder, **TINY)
+    assert sorted(p.name for p in folder.glob("chunk_*.npz")) == ["chunk_00000.npz"]
+
+    counted = []
+
+    def counting(*args: object) -> object:
+        counted.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_phase, "_compute_chunk", counting)
+    resumed = phase_diagram(
+        SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, checkpoint=folder, **TINY
+    )
+    assert len(counted) == 3  # 20 cells in 4 chunks of 5: the first was not redone
+    for name in ("max_update", "growth_rate", "diverged_step", "longest_silence", "final_loss"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
+    # Read back without pickle.
+    with np.load(folder / "chunk_00001.npz", allow_pickle=False) as data:
+        assert data["max_update"].shape == (5,)
+    # A checkpoint made with other parameters is refused, not mixed in.
+    with pytest.raises(ValueError, match="other parameters.*steps"):
+        phase_diagram(
+            SPARSE,
+            TINY_BETAS,
+            TINY_GAMMAS,
+            chunk_size=6,
+            checkpoint=folder,
+            **{**TINY, "steps": 301},
+        )
+    with pytest.raises(ValueError, match="other parameters.*problem"):
+        phase_diagram(
+            problems.sparse(p=0.03),
+            TINY_BETAS,
+            TINY_GAMMAS,
+            chunk_size=6,
+            checkpoint=folder,
+            **TINY,
+        )
+    clear_checkpoint(folder)
+    assert not folder.exists()
+
+
+def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> None:
+    reference = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
+    script = textwrap.dedent(
+        f"""
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        from adamflow import problems
+        from adamflow._phase import phase_diagram
+        assert len(jax.devices()) == 4, jax.devices()
+        d = phase_diagram(problems.sparse(), {TINY_BETAS.tolist()}, {TINY_GAMMAS.tolist()},
+                          steps=300, lr=1e-2, progress=False, chunk_size=6)
+        assert d.parameters["devices"] == 4
+        d.save({str(tmp_path)!r}, "sharded")
+        """
+    )
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sharded = load_phase_diagram(tmp_path / "sharded.npz")
+    for name in ("max_update", "growth_rate", "diverged_step", "longest_silence", "final_loss"):
+        np.testing.assert_array_equal(getattr(sharded, name), getattr(reference, name))
+    assert sharded.agreement == reference.agreement
+
+
+def test_diverging_cells_are_recorded_and_do_not_poison_the_others() -> None:
+    # ε = 0: after the switch-off v underflows before m and u becomes inf for γ < β².
+    problem = problems.switch_off(n0=50)
+    kwargs = {"steps": 1300, "lr": 1e-2, "eps": 0.0, "progress": False}
+    d = phase_diagram(problem, [0.9], [0.1, 0.5, 0.999], chunk_size=1, **kwargs)
+    np.testing.assert_array_equal(d.diverged[0], [True, True, False])
+    assert np.all(d.diverged_step[0, :2] > 50) and d.diverged_step[0, 2] == -1
+    assert np.isinf(d.max_update[0, :2]).all() and np.isfinite(d.max_update[0, 2])
+    np.testing.assert_array_equal(d.measured_stable[0], [False, False, True])
+    alone = phase_diagram(problem, [0.9], [0.999], chunk_size=1, **kwargs)
+    np.testing.assert_array_equal(alone.max_update[0, 0], d.max_update[0, 2])
+    np.testing.assert_array_equal(alone.growth_rate[0, 0], d.growth_rate[0, 2])
+
+
+def test_save_and_load_round_trip_without_pickle(sparse_map: PhaseDiagram, tmp_path: Path) -> None:
+    path = sparse_map.save(tmp_path)
+    assert path.name == "phase_diagram.npz"
+    loaded = load_phase_diagram(tmp_path)
+    for name in _phase._ARRAY_FIELDS:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(sparse_map, name))
+    assert loaded.agreement == sparse_map.agreement
+    assert loaded.band_cells == sparse_map.band_cells
+    meta = json.loads((tmp_path / "phase_diagram.json").read_text())
+    assert meta["seed"] == 0 and "adamflow_version" in meta
+    assert meta["parameters"]["problem"]["name"] == "sparse"
+    assert meta["parameters"]["steps"] == 1500
+    assert meta["summary"]["cells"] == 144
+
+
+def test_plot_draws_the_map(sparse_map: PhaseDiagram) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = sparse_map.plot()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "beta" in ax.get_xlabel()
+    assert any(
+        "β²" in t.get_text() or "beta^2" in t.get_text() for t in ax.get_legend().get_texts()
+    )
+    plt.close(fig)
+
+
+def test_baselines_compute_the_same_max_update() -> None:
+    steps = TINY["steps"]
+    sweep = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
+    beta, gamma = np.meshgrid(TINY_BETAS, TINY_GAMMAS, indexing="ij")
+    with jax.enable_x64(True):
+        kernel = minimal_kernel(SPARSE, steps=steps, lr=1e-2)(beta.ravel(), gamma.ravel())
+    np.testing.assert_allclose(kernel.reshape(beta.shape), sweep.max_update, rtol=1e-9)
+    point = optax_loop_point(SPARSE, 0.9, 0.999, steps=steps, lr=1e-2)
+    np.testing.assert_allclose(point, sweep.max_update[2, 3], rtol=1e-9)
+    assert element_steps(SPARSE, 20, steps) == 32 * 20 * steps
+
+
+def test_grid_helpers() -> None:
+    values = grid(0.5, 0.999, 4)
+    np.testing.assert_allclose(
+        1 - values, [0.5, 0.5 * (0.002 ** (1 / 3)), 0.5 * 0.002 ** (2 / 3), 0.001]
+    )
+    np.testing.assert_allclose(grid(0.1, 0.4, 4, spacing="linear"), [0.1, 0.2, 0.3, 0.4])
+    betas, gammas = default_grid(40)
+    assert betas.size == gammas.size == 40
+    # the default grid holds Adam's default and the boundary crosses it
+    assert betas.min() < 0.9 < betas.max() and gammas.min() < 0.999 < gammas.max()
+    with pytest.raises(ValueError, match="high must be in"):
+        grid(0.5, 1.0, 3)
+    with pytest.raises(ValueError, match="spacing must be"):
+        grid(0.5, 0.9, 3, spacing="geometric")
