@@ -129,3 +129,37 @@ def convergence_order(
         f"{integrate_kwargs.get('order', 'leading')}, {integrate_kwargs.get('convention', 'exact')}"
     )
     return fit_order(lrs, errors, label)
+
+
+def compare_orders(
+    opt: KAdam,
+    loss: Callable[[PyTree], Any] | None,
+    theta0: PyTree,
+    lrs: Sequence[float],
+    *,
+    t1: float,
+    orders: Sequence[str] = ("leading", "corrected"),
+    metric: str = "final",
+    grad: Callable[[PyTree], PyTree] | None = None,
+    **integrate_kwargs: Any,
+) -> dict[str, OrderFit]:
+    r"""`convergence_order` for several flow orders side by side: ``{order: OrderFit}``.
+
+    Each fit is :math:`\text{error} \approx C\eta^p` over the same ``lrs`` and ``t1``; the
+    leading flow has :math:`p \approx 1`, the corrected flow :math:`p \approx 2` where its
+    expansion holds (THEORY.md §3).
+    """
+    return {
+        order: convergence_order(
+            opt,
+            loss,
+            theta0,
+            lrs,
+            t1=t1,
+            metric=metric,
+            grad=grad,
+            order=order,
+            **integrate_kwargs,
+        )
+        for order in orders
+    }

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _flows
+from . import _corrected, _flows
 from ._backends import FlowModel
 from ._discrete import _as_float_tree, resolve_grad
 from ._optimizers import KAdam
@@ -37,6 +37,24 @@ LEADING = FlowModel(
 
 #: Flow models by ``order``; the corrected flow registers itself here.
 MODELS: dict[str, Callable[[KAdam], FlowModel]] = {"leading": lambda opt: LEADING}
+#: The first-order corrected flow of THEORY.md §3 (k <= 2; exact-decay rates only).
+MODELS["corrected"] = _corrected.corrected_model
+
+
+def _initial_state(
+    model: FlowModel,
+    opt: KAdam,
+    order: str,
+    params: Any,
+    theta: PyTree,
+    grad_fn: Callable[[PyTree], PyTree],
+    zeros_like: Callable[[Any], Any],
+) -> Any:
+    """The state at t = 0; the corrected flow's bias-corrected moments start at the lagged
+    drives, which need the gradient (THEORY.md §3)."""
+    if order == "corrected":
+        return _corrected.initial_state(opt, params, theta, grad_fn)
+    return model.init(opt.k, theta, zeros_like)
 
 
 def _is_jax_traceable(grad_fn: Callable[[PyTree], PyTree], theta0: PyTree) -> bool:
@@ -168,6 +186,11 @@ def integrate(
     if order not in MODELS:
         raise ValueError(f"order={order!r} is not available (known: {sorted(MODELS)})")
     model = MODELS[order](opt)  # may refuse specs it cannot integrate, with a reason
+    if order == "corrected" and convention != "exact":
+        raise ValueError(
+            "order='corrected' needs convention='exact': its lags match the discrete decay "
+            "beta^n = exp(-a t) only with a = ln(1/beta)/lr"
+        )
     traceable = _is_jax_traceable(grad_fn, _as_float_tree(theta0))
     backend = _pick_backend(backend, solver, traceable)
     params = _flows.flow_params(opt, convention)
@@ -176,7 +199,7 @@ def integrate(
         from ._backends import diffrax as backend_mod
 
         theta_start = _as_float_tree(theta0)
-        y0 = model.init(opt.k, theta_start, jnp.zeros_like)
+        y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
         result = backend_mod.solve(
             model,
             grad_fn,
@@ -195,7 +218,7 @@ def integrate(
 
         if traceable:
             theta_start = _as_float_tree(theta0)
-            y0 = model.init(opt.k, theta_start, jnp.zeros_like)
+            y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
         else:
             theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
             y0 = model.init(opt.k, theta_start, np.zeros_like)
@@ -227,6 +250,9 @@ def integrate(
         if throw:
             raise IntegrationError(message)
     m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
+    validity = result.stats.get("validity")
+    if order == "corrected":
+        validity = _corrected.path_validity(opt, params, save_ts, result.ys, grad_fn)
     return Trajectory(
         ts=save_ts,
         steps=save_ts / opt.lr,
@@ -241,5 +267,5 @@ def integrate(
         order=order,
         convention=convention,
         backend=backend,
-        validity=result.stats.get("validity"),
+        validity=validity,
     )
