@@ -49,7 +49,7 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 def _log_ticks(axis: Any, low: float, high: float, symbol: str) -> None:
     """Ticks at 1 - x = 10^k labelled with both 1 - x and x (β or γ)."""
-    ticks = [t for t in 10.0 ** np.arange(-8, 1) if low <= t <= high]
+    ticks = [t for t in 10.0 ** np.arange(-8, 1) if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
     labels = [f"{t:g}\n({symbol}={1 - t:g})" for t in ticks]
     axis.set_ticks(ticks, labels, fontsize=8)
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -59,7 +59,6 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
     """Heatmap of log10 max|u| over (1-β, 1-γ) on log axes, with the theoretical boundary
     γ = β², the ε-cap band hatched, disagreements circled and Adam's default (0.9, 0.999)
     starred. Returns the Figure."""
-    plt.rcParams["hatch.linewidth"] = 0.6
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.6, 6.0))
     else:
@@ -86,17 +85,17 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
     for i, j in zip(*np.nonzero(diagram.band), strict=True):
         left, right = sorted(x_edges[i : i + 2])
         bottom, top_edge = sorted(y_edges[j : j + 2])
-        ax.add_patch(
-            Rectangle(
-                (left, bottom),
-                right - left,
-                top_edge - bottom,
-                fill=False,
-                hatch="////",
-                edgecolor="0.1",
-                linewidth=0.0,
-            )
+        cell = Rectangle(
+            (left, bottom),
+            right - left,
+            top_edge - bottom,
+            fill=False,
+            hatch="////",
+            edgecolor="0.1",
+            linewidth=0.0,
         )
+        cell.set_hatch_linewidth(0.6)
+        ax.add_patch(cell)
     wrong = (diagram.measured_stable != diagram.theory_stable) & ~diagram.band
     xx, yy = np.meshgrid(x, y, indexing="ij")
     if wrong.any():
@@ -269,16 +268,19 @@ def figure_switch_off_growth(
 
 
 def growth_slope(steps: np.ndarray, log10_u: np.ndarray, start: int) -> float:
-    """Least-squares slope of ln|u| per step over the rise after index ``start``, up to
-    the point where it is within 1 decade of its peak (before the ε cap bends it)."""
+    """Least-squares slope of ln|u| per step after index ``start``: over the rise up to one
+    decade below its peak (before the ε cap bends it), or, where |u| only falls, over the
+    first 100 steps of the fall."""
     rise = log10_u[start:]
-    if rise.size < 3:
-        return float("nan")
+    after = steps[start:] - steps[start]
     peak = int(np.argmax(rise))
-    usable = np.nonzero(rise[: peak + 1] <= rise[peak] - 1.0)[0]
-    if usable.size < 3:
-        usable = np.arange(min(peak + 1, rise.size))
+    if peak > 0:
+        usable = np.nonzero(rise[: peak + 1] <= rise[peak] - 1.0)[0]
+        if usable.size < 3:
+            usable = np.arange(peak + 1)
+    else:
+        usable = np.nonzero(after <= 100)[0]
     if usable.size < 2:
         return float("nan")
-    slope = np.polyfit(steps[start:][usable], rise[usable], 1)[0]
+    slope = np.polyfit(after[usable], rise[usable], 1)[0]
     return float(slope * np.log(10.0))
