@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 
 from . import _io, _rules, stability
 from ._discrete import cascade_step, init_state, parameter_step
-from ._flows import FlowParams, FlowState, initial_state, leading_field
+from ._flows import FlowParams, FlowState, flow_update, initial_state, leading_field
 from ._optimizers import Hyper
 from ._trajectory import PyTree
 from .problems import Problem
@@ -166,7 +166,7 @@ def predicted_peak(beta: Any, gamma: Any, grad_scale: Any, silence: Any, eps: fl
     scale = np.broadcast_to(np.asarray(grad_scale, float), b.shape)
     length = np.broadcast_to(np.asarray(silence, float), b.shape)
     usable = np.isfinite(scale) & (scale > 0)
-    with np.errstate(over="ignore"):
+    with np.errstate(all="ignore"):
         if eps > 0:
             cap = np.log10(
                 stability.eps_capped_amplification(
@@ -227,8 +227,8 @@ class _Config:
 
 def _rk4(
     field_fn: Callable[[Any, FlowState], FlowState], t: Any, y: FlowState, h: Any
-) -> tuple[FlowState, FlowState]:
-    """One classical Runge-Kutta step; returns the new state and the first stage."""
+) -> FlowState:
+    """One classical (fourth-order) Runge-Kutta step of ``dy/dt = field_fn(t, y)``."""
 
     def axpy(a: Any, x: FlowState, y: FlowState) -> FlowState:
         return tree_map(lambda xi, yi: yi + a * xi, x, y)
@@ -237,10 +237,9 @@ def _rk4(
     k2 = field_fn(t + h / 2, axpy(h / 2, k1, y))
     k3 = field_fn(t + h / 2, axpy(h / 2, k2, y))
     k4 = field_fn(t + h, axpy(h, k3, y))
-    y_new = tree_map(
+    return tree_map(
         lambda y0, a, b, c, d: y0 + (h / 6) * (a + 2 * b + 2 * c + d), y, k1, k2, k3, k4
     )
-    return y_new, k1
 
 
 #: Precompute the declared gradient support for all steps when it has at most this many
@@ -306,13 +305,13 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
                 def field_fn(t: Any, y: FlowState) -> FlowState:
                     return leading_field(t, y, params, grad_fn)
 
-                def substep(y: FlowState, j: Any) -> tuple[FlowState, PyTree]:
-                    y, k1 = _rk4(field_fn, t0 + j * h, y, h)
-                    return y, k1.theta
+                def substep(y: FlowState, j: Any) -> tuple[FlowState, None]:
+                    return _rk4(field_fn, t0 + j * h, y, h), None
 
-                state, slopes = jax.lax.scan(substep, state, jnp.arange(config.substeps))
-                # dθ/dt = -u (no weight decay): u at the step's start, from the first stage.
-                u = tree_map(lambda s: -s[0], slopes)
+                state, _ = jax.lax.scan(substep, state, jnp.arange(config.substeps))
+                # The update at the end of the step, when the moments have taken in g_n
+                # (as the discrete u_n has).
+                u = flow_update(t0 + lr, state, params, grad_fn)
                 return state, g, u
 
             def parts(state: Any) -> tuple[PyTree, PyTree]:
