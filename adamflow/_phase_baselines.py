@@ -72,8 +72,8 @@ def minimal_kernel(
     r"""A jitted ``(betas, gammas) -> max|u|`` over flat arrays of cells: Adam written out
     (:math:`m \leftarrow \beta m + (1-\beta) g`, :math:`v \leftarrow \gamma v + (1-\gamma)g^2`,
     :math:`u = \frac{m/(1-\beta^n)}{\sqrt{v/(1-\gamma^n)}+\varepsilon}`,
-    :math:`\theta \leftarrow \theta - \eta u`) in one ``lax.scan`` under ``vmap``.
-    Call it inside ``jax.enable_x64(True)`` for float64."""
+    :math:`\theta \leftarrow \theta - \eta u`) in one ``lax.scan`` under ``vmap``, in
+    float64; the step keys are drawn before the loop, as in the sweep."""
     base_key = jax.random.PRNGKey(seed)
 
     def cell(beta: Any, gamma: Any) -> Any:
@@ -104,6 +104,7 @@ def minimal_kernel(
     batched = jax.jit(jax.vmap(cell))
 
     def run(betas: np.ndarray, gammas: np.ndarray) -> np.ndarray:
-        return np.asarray(batched(jnp.asarray(betas), jnp.asarray(gammas)))
+        with jax.enable_x64(True):
+            return np.asarray(batched(jnp.asarray(betas), jnp.asarray(gammas)))
 
     return run
