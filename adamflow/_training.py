@@ -267,6 +267,29 @@ def make_trainer(
     if batch_size is not None and not 1 <= batch_size <= n_train:
         raise ValueError(f"batch_size must be in [1, {n_train}] or None, got {batch_size!r}")
 
+    run = _training_run(
+        model, n_train, k=k, steps=steps, batch_size=batch_size, eval_every=eval_every
+    )
+    arrays = _data_arrays(data)
+    jitted = jax.jit(run)
+
+    def train(hyper: Hyper, key: jax.Array) -> tuple[jnp.ndarray, ...]:
+        return jitted(hyper, key, arrays)
+
+    return train
+
+
+def _data_arrays(data: Dataset) -> tuple[jnp.ndarray, ...]:
+    """``(x_train, y_train, x_train ++ x_test, y_test)``, passed to jitted code as arguments
+    (closed-over arrays would be baked into the program as constants: slow to compile)."""
+    x_eval = jnp.concatenate([data.x_train, data.x_test])
+    return data.x_train, data.y_train, x_eval, data.y_test
+
+
+def _training_run(
+    model: Model, n_train: int, *, k: int, steps: int, batch_size: int | None, eval_every: int
+) -> Callable[..., tuple[jnp.ndarray, ...]]:
+    """The pure function ``run(hyper, key, data_arrays) -> (loss, train_acc, test_acc)``."""
     # The optimizer acts elementwise, so it runs on one flat parameter vector: far fewer
     # ops to compile than one cascade per parameter array, and the same numbers.
     _, unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))
@@ -276,19 +299,19 @@ def make_trainer(
 
     grad_fn = jax.grad(loss_fn)
 
-    # One forward pass over train and test examples together (one graph to compile).
-    x_eval = jnp.concatenate([data.x_train, data.x_test])
+    def run(hyper: Hyper, key: jax.Array, arrays: tuple[jnp.ndarray, ...]) -> Any:
+        x_train, y_train, x_eval, y_test = arrays
 
-    def evaluate(flat: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-        all_logits = model.apply(unravel(flat), x_eval)
-        logits, test_logits = all_logits[:n_train], all_logits[n_train:]
-        return (
-            cross_entropy(logits, data.y_train),
-            accuracy(logits, data.y_train),
-            accuracy(test_logits, data.y_test),
-        )
+        def evaluate(flat: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+            # One forward pass over train and test examples together (one graph to compile).
+            all_logits = model.apply(unravel(flat), x_eval)
+            logits, test_logits = all_logits[:n_train], all_logits[n_train:]
+            return (
+                cross_entropy(logits, y_train),
+                accuracy(logits, y_train),
+                accuracy(test_logits, y_test),
+            )
 
-    def train(hyper: Hyper, key: jax.Array) -> tuple[jnp.ndarray, ...]:
         init_key, batch_key = jax.random.split(key)
         params, _ = ravel_pytree(model.init(init_key))
         state = init_state(k, params)
@@ -296,10 +319,10 @@ def make_trainer(
         def one_step(carry: Any, step_key: jax.Array) -> Any:
             params, state = carry
             if batch_size is None:
-                x, y = data.x_train, data.y_train
+                x, y = x_train, y_train
             else:
                 idx = jax.random.randint(step_key, (batch_size,), 0, n_train)
-                x, y = data.x_train[idx], data.y_train[idx]
+                x, y = x_train[idx], y_train[idx]
             state, u = cascade_step(hyper, state, grad_fn(params, x, y))
             return (parameter_step(hyper, params, u), state), None
 
@@ -311,7 +334,7 @@ def make_trainer(
         _, curves = jax.lax.scan(one_block, (params, state), block_keys)
         return curves
 
-    return jax.jit(train)
+    return run
 
 
 def evaluation_steps(steps: int, eval_every: int) -> np.ndarray:
@@ -332,12 +355,18 @@ def train_many(
 ) -> TrainResult:
     """Train every (hyper, key) pair at once: ``hypers`` has a leading config axis ``C``
     (see `stack_hypers`), ``keys`` a seed axis ``S``; results have shape ``(C, S, E)``."""
-    train = make_trainer(
-        model, data, k=k, steps=steps, batch_size=batch_size, eval_every=eval_every
+    make_trainer(model, data, k=k, steps=steps, batch_size=batch_size, eval_every=eval_every)
+    run = _training_run(
+        model,
+        data.x_train.shape[0],
+        k=k,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
     )
-    over_seeds = jax.vmap(train, in_axes=(None, 0))
-    over_both = jax.jit(jax.vmap(over_seeds, in_axes=(0, None)))
-    loss, train_acc, test_acc = over_both(hypers, keys)
+    over_seeds = jax.vmap(run, in_axes=(None, 0, None))
+    over_both = jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)))
+    loss, train_acc, test_acc = over_both(hypers, keys, _data_arrays(data))
     return TrainResult(
         evaluation_steps(steps, eval_every),
         np.asarray(loss),
