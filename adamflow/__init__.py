@@ -5,6 +5,7 @@ continuous-time flow (`integrate`) and the symbolic layer (`adamflow.symbolic`, 
 on demand so that ``import adamflow`` does not load sympy).
 """
 
+from . import problems as problems
 from . import stability as stability
 from ._compare import Comparison as Comparison
 from ._compare import OrderFit as OrderFit
@@ -16,6 +17,9 @@ from ._integrate import integrate as integrate
 from ._optimizers import Adam as Adam
 from ._optimizers import AdamW as AdamW
 from ._optimizers import KAdam as KAdam
+from ._phase import PhaseDiagram as PhaseDiagram
+from ._phase import load_phase_diagram as load_phase_diagram
+from ._phase import phase_diagram as phase_diagram
 from ._trajectory import IntegrationError as IntegrationError
 from ._trajectory import Trajectory as Trajectory
 

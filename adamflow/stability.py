@@ -96,7 +96,7 @@ def growth_rate(beta: Any, gamma: Any) -> Any:
     stable region, ``inf`` for ``gamma = 0 < beta``. In time :math:`t = n\eta` the rate is this
     divided by η, :math:`b/2 - a` in the exact-decay convention."""
     beta, gamma = _beta_gamma(beta, gamma)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # beta = gamma = 0 -> nan -> 0
         rate = np.log(beta) - 0.5 * np.log(gamma)
     return _result(np.where(np.isnan(rate) | (rate < 0.0), 0.0, rate))
 
