@@ -13,10 +13,12 @@ from adamflow._training import (
     digits_dataset,
     level_outputs,
     mlp,
+    modular_addition_dataset,
     seed_keys,
     stack_hypers,
     switched_off_gradients,
     train_many,
+    transformer,
 )
 from adamflow.stability import update_bound
 
@@ -92,10 +94,10 @@ def test_as_optax_under_jit_vmap_and_chain():
 
     # vmap over a batch of starting points: each lane equals its own run_discrete.
     starts = jax.tree_util.tree_map(lambda x: jnp.stack([x, 0.5 * x, x[::-1] - 1.0]), THETA0)
-    batched = jax.vmap(lambda t0: optax_run(tx, t0, 25))(starts)
+    batched = jax.vmap(lambda t0: optax_run(tx, t0, 50))(starts)
     for lane in range(2):
         t0 = jax.tree_util.tree_map(lambda x: x[lane], starts)
-        ref = run_discrete(opt, loss, t0, 25).theta
+        ref = run_discrete(opt, loss, t0, 50).theta
         assert_paths_close(
             jax.tree_util.tree_map(lambda x: x[lane], batched),
             jax.tree_util.tree_map(lambda x: x[1:], ref),
@@ -212,3 +214,19 @@ def test_trainer_equals_optax_loop_and_vmaps_over_hypers():
     assert abs(grid.train_loss[1, 0, -1] / grid.train_loss[0, 0, -1] - 1) > 1e-2
     # It learns: well above chance (0.1) after 40 full-batch steps.
     assert grid.test_accuracy[0, 0, -1] > 0.4
+
+
+def test_transformer_and_modular_addition_shapes():
+    data = modular_addition_dataset(7, 0.5, seed=0)
+    assert data.x_train.shape == (24, 3) and data.x_test.shape == (25, 3)
+    tokens = np.concatenate([np.asarray(data.x_train), np.asarray(data.x_test)])
+    labels = np.concatenate([np.asarray(data.y_train), np.asarray(data.y_test)])
+    np.testing.assert_array_equal(labels, (tokens[:, 0] + tokens[:, 1]) % 7)
+    assert np.all(tokens[:, 2] == 7)  # the "=" token
+    model = transformer(8, 7, 3, width=8, heads=2, normalize=True)
+    logits = jax.jit(lambda key: model.apply(model.init(key), data.x_train[:5]))(
+        jax.random.PRNGKey(0)
+    )
+    assert logits.shape == (5, 7) and bool(jnp.all(jnp.isfinite(logits)))
+    with pytest.raises(ValueError, match="heads"):
+        transformer(8, 7, 3, width=9, heads=2)
