@@ -56,8 +56,8 @@ def _solve(
     save_ts: jax.Array,
     t1: jax.Array,
     solver: diffrax.AbstractSolver,
-    rtol: float,
-    atol: float,
+    rtol: jax.Array,
+    atol: jax.Array,
     max_steps: int,
     progress_meter: diffrax.AbstractProgressMeter,
 ) -> Any:
@@ -106,8 +106,8 @@ def solve(
         jnp.asarray(save_ts),
         jnp.asarray(t1),
         solver,
-        float(rtol),
-        float(atol),
+        jnp.asarray(rtol),  # arrays, not floats: a tolerance sweep compiles once
+        jnp.asarray(atol),
         int(max_steps),
         meter,
     )
