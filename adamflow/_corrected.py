@@ -391,7 +391,8 @@ def _raw_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
     def raw(moment: Any, rate: Any) -> Any:
         arr = np.asarray(moment)
         divisor = _rules.bias_correction(float(rate) * t, xp)
-        return arr * divisor.reshape((-1,) + (1,) * (arr.ndim - 1))
+        with np.errstate(invalid="ignore"):  # a failed solve leaves inf states: keep nan
+            return arr * divisor.reshape((-1,) + (1,) * (arr.ndim - 1))
 
     ms = tuple(tree_map(lambda m: raw(m, params.a[i]), y.m[i]) for i in range(len(y.m)))
     vs = tuple(tree_map(lambda v: raw(v, params.b[i]), y.v[i]) for i in range(len(y.v)))

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .._compare import compare, compare_orders, fit_order  # noqa: E402
+from .._integrate import integrate  # noqa: E402
 from .._io import save_figure, sidecar  # noqa: E402
 from .._optimizers import KAdam  # noqa: E402
 
@@ -37,7 +38,7 @@ _HESSIAN = np.array(
 _MINIMUM = np.array([3.0, -4.0, 5.0, 6.0, -3.0])
 CONVERGENCE_T1 = 0.5
 CONVERGENCE_LRS = (0.02, 0.01, 0.005, 0.0025, 0.00125, 0.000625)
-_TOL = {"rtol": 1e-11, "atol": 1e-13}
+RTOL, ATOL = 1e-11, 1e-13
 _COLORS = {"leading": "tab:blue", "corrected": "tab:red"}
 
 
@@ -77,11 +78,16 @@ def figure_convergence(out_dir: Path, *, quick: bool = False, seed: int = 0) -> 
             t1=CONVERGENCE_T1,
             metric="max",
             backend=backend,
-            **_TOL,
+            rtol=RTOL,
+            atol=ATOL,
         )
         entry: dict[str, Any] = {}
         for order, fit in fits.items():
-            tail = fit_order(fit.lrs[-3:], fit.errors[-3:]).order if len(lrs) > 3 else fit.order
+            tail = (
+                fit_order(fit.lrs[-3:].tolist(), fit.errors[-3:].tolist()).order
+                if len(lrs) > 3
+                else fit.order
+            )
             entry[order] = {
                 "lrs": fit.lrs,
                 "errors": fit.errors,
@@ -129,7 +135,8 @@ def figure_convergence(out_dir: Path, *, quick: bool = False, seed: int = 0) -> 
         "lrs": list(lrs),
         "metric": "max over the path (save every max(1, K//50) steps)",
         "backend": backend,
-        **_TOL,
+        "rtol": RTOL,
+        "atol": ATOL,
         "quick": quick,
     }
     save_figure(fig, Path(out_dir) / "convergence.png", sidecar(params, seed, results=results))
@@ -166,9 +173,9 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
     fine = np.linspace(0.0, steps, 8 * steps + 1)  # flow curves between the iterates
     runs = {}
     for order in ("leading", "corrected"):
-        result = compare(opt, curved_valley, theta0, steps, order=order, backend=backend, **_TOL)
-        from .._integrate import integrate
-
+        result = compare(
+            opt, curved_valley, theta0, steps, order=order, backend=backend, rtol=RTOL, atol=ATOL
+        )
         dense = integrate(
             opt,
             curved_valley,
@@ -177,7 +184,8 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
             order=order,
             save_steps=fine,
             backend=backend,
-            **_TOL,
+            rtol=RTOL,
+            atol=ATOL,
         )
         runs[order] = (result, dense.theta_flat())
     discrete = runs["leading"][0].discrete.theta_flat()
@@ -250,7 +258,8 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
         "gamma": 0.99,
         "steps": steps,
         "backend": backend,
-        **_TOL,
+        "rtol": RTOL,
+        "atol": ATOL,
         "quick": quick,
     }
     save_figure(
