@@ -10,6 +10,7 @@ from . import stability as stability
 from ._compare import Comparison as Comparison
 from ._compare import OrderFit as OrderFit
 from ._compare import compare as compare
+from ._compare import compare_orders as compare_orders
 from ._compare import convergence_order as convergence_order
 from ._compare import fit_order as fit_order
 from ._discrete import run_discrete as run_discrete

@@ -35,7 +35,10 @@ class Trajectory:
         and backend-specific counters.
     success, message : whether the run finished with a finite state, and why not.
     kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
-    validity : for corrected flows, ``max lr·|ġ_i|/|g_i|`` along the path (else ``None``).
+    validity : for corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
+        points, levels and coordinates, where ``x`` is each level's drive (``g``, then
+        ``u⁽ⁱ⁻¹⁾``); at t = 0 it is ``lr·|ġ|/|g|``. Values of order one or more mean a
+        coordinate changes by O(1) in one step, where no expansion in lr holds (else ``None``).
     """
 
     ts: np.ndarray
