@@ -87,10 +87,16 @@ def as_optax(opt: KAdam) -> optax.GradientTransformation:
             params = tree_map(jnp.zeros_like, updates)
         new_state, u = cascade_step(hyper, state, updates)
         delta = tree_map(
-            lambda u, p: hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay),
+            lambda u, p, g: (hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay)).astype(
+                g.dtype
+            ),
             u,
             params,
+            updates,
         )
+        # Keep the state's dtypes (float32 params stay float32 under x64), as optax does,
+        # so the state can be a lax.scan carry.
+        new_state = tree_map(lambda new, old: new.astype(old.dtype), new_state, state)
         return delta, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]

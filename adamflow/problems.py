@@ -17,6 +17,10 @@ problem                 objective                                              z
 `mlp_digits`            cross-entropy of a ReLU MLP on sklearn's digits        dead units
 ======================  =====================================================  ===========
 
+The scale-invariant problems of THEORY.md §5 (`normalized_linear_classifier`,
+`normalized_mlp`, returning a `ScaleInvariantProblem`) live here too; they feed the
+meta-adaptive measurement rather than the stability sweep.
+
 Constants are float64 NumPy arrays, so the problems run in double precision wherever JAX
 has x64 enabled (`adamflow.phase_diagram` enables it for its sweep).
 """
@@ -34,11 +38,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._scale_invariant import ScaleInvariantProblem as ScaleInvariantProblem
+from ._scale_invariant import normalized_linear_classifier as normalized_linear_classifier
+from ._scale_invariant import normalized_mlp as normalized_mlp
 from ._trajectory import PyTree
 
 __all__ = [
     "PROBLEMS",
     "Problem",
+    "ScaleInvariantProblem",
+    "normalized_linear_classifier",
+    "normalized_mlp",
     "get",
     "logistic",
     "mlp_digits",

@@ -104,3 +104,13 @@ def test_bad_steps(steps):
 def test_needs_loss_or_grad():
     with pytest.raises(TypeError, match="loss"):
         af.run_discrete(af.Adam(0.1), None, jnp.ones(2), 3)
+
+
+def test_as_optax_keeps_float32_state_under_x64():
+    params = {"w": jnp.ones(3, jnp.float32)}
+    tx = af.KAdam(1e-2, k=2, weight_decay=0.1).as_optax()
+    state = tx.init(params)
+    updates, new_state = tx.update(params, state, params)
+    assert updates["w"].dtype == jnp.float32
+    for old, new in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new_state)):
+        assert old.dtype == new.dtype
