@@ -183,18 +183,17 @@ def predicted_peak(beta: Any, gamma: Any, grad_scale: Any, silence: Any, eps: fl
 
 
 class _Diagnostics(NamedTuple):
-    """Measurements of one cell updated at the end of every block of steps (per parameter
-    element unless noted). The growth is kept as a product of ratios
-    |u at the block end| / |u where the silence began or at the previous block end|, in
-    mantissa/exponent form (``frexp``), so that no logarithm is taken inside the loop."""
+    """Measurements of one cell updated at the end of every block of steps, reduced over
+    the parameter elements (scalars per cell), so that the step loop carries no
+    per-element diagnostics. The growth is kept as the sum over blocks and elements of
+    ln(|u at the block end| / |u where the silence began or at the previous block end|)."""
 
-    longest: PyTree
-    grad_sq: PyTree
-    grad_count: PyTree
-    first_bad: jnp.ndarray  # per cell
-    growth_mantissa: PyTree
-    growth_exponent: PyTree
-    growth_steps: PyTree
+    longest: jnp.ndarray
+    grad_sq: jnp.ndarray
+    grad_count: jnp.ndarray
+    first_bad: jnp.ndarray
+    growth_sum: jnp.ndarray
+    growth_steps: jnp.ndarray
 
 
 class _CellResult(NamedTuple):
@@ -329,21 +328,25 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
             # With a declared support the silences are the same in every cell (drawn before
             # the loop, unbatched); otherwise they are read off this cell's gradient.
             seen = x["seen"] if "seen" in x else tree_map(lambda gi: gi != 0, g)
-            step = n.astype(jnp.float64)
-            last_seen = tree_map(lambda s, q: jnp.where(q, step, s), last_seen, seen)
+            if last_seen is not None:  # else read off the declared support after the loop
+                step = n.astype(jnp.float64)
+                last_seen = tree_map(lambda s, q: jnp.where(q, step, s), last_seen, seen)
             # |u| where the current silence began (a gradient step, or the last block end).
             anchor = tree_map(lambda a, q, ui: jnp.where(q, jnp.abs(ui), a), anchor, seen, u)
             return (state, max_abs, last_seen, anchor), g, u
 
-        def one_block(carry: Any, xs: dict[str, Any]) -> Any:
+        def one_block(carry: Any, block: tuple[dict[str, Any], Any]) -> Any:
             """The block's steps, then its measurements at its last step ``n``."""
             inner, diag = carry
+            xs, support_last_seen = block
             length = xs["n"].shape[0]
             head = tree_map(lambda a: a[:-1], xs)
             inner, _ = jax.lax.scan(lambda c, x: (one_step(c, x)[0], None), inner, head)
             inner, g, u = one_step(inner, tree_map(lambda a: a[-1], xs))
             n = xs["n"][-1]
             state, max_abs, last_seen, anchor = inner
+            if last_seen is None:
+                last_seen = support_last_seen
             silence = tree_map(lambda s: jnp.where(s > 0, n - s, 0.0), last_seen)
             bad = ~jnp.isfinite(_tree_max(max_abs))  # NaN and inf persist in max_abs
             first_bad = jnp.where(bad & (diag.first_bad < 0), n, diag.first_bad)
@@ -362,56 +365,66 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
                 abs_u,
                 anchor,
             )
-            product = tree_map(
-                lambda q, pm, a, a0: jnp.where(q, pm * (a / jnp.where(q, a0, 1.0)), pm),
+            log_ratio = tree_map(
+                lambda q, a, a0: jnp.where(q, jnp.log(jnp.where(q, a / a0, 1.0)), 0.0),
                 qualify,
-                diag.growth_mantissa,
                 abs_u,
                 anchor,
             )
-            inner = (state, max_abs, last_seen, abs_u)  # the next segment starts here
+            counted = tree_map(
+                lambda q, s: jnp.where(q, jnp.minimum(s, length), 0.0), qualify, silence
+            )
+            # The next segment starts here.
+            inner = (state, max_abs, None if support_last_seen is not None else last_seen, abs_u)
             nonzero = tree_map(lambda gi: (gi != 0) & jnp.isfinite(gi), g)
             diag = _Diagnostics(
-                longest=tree_map(jnp.maximum, diag.longest, silence),
-                grad_sq=tree_map(
-                    lambda a, gi, q: a + jnp.where(q, gi * gi, 0.0), diag.grad_sq, g, nonzero
-                ),
-                grad_count=tree_map(lambda a, q: a + q, diag.grad_count, nonzero),
+                longest=jnp.maximum(diag.longest, _tree_max(silence)),
+                grad_sq=diag.grad_sq
+                + _tree_sum(tree_map(lambda gi, q: jnp.where(q, gi * gi, 0.0), g, nonzero)),
+                grad_count=diag.grad_count + _tree_sum(nonzero).astype(jnp.int32),
                 first_bad=first_bad.astype(jnp.int32),
-                growth_mantissa=tree_map(lambda x: jnp.frexp(x)[0], product),
-                growth_exponent=tree_map(
-                    lambda e, x: e + jnp.frexp(x)[1], diag.growth_exponent, product
-                ),
-                growth_steps=tree_map(
-                    lambda a, q, s: a + jnp.where(q, jnp.minimum(s, length), 0.0),
-                    diag.growth_steps,
-                    qualify,
-                    silence,
-                ),
+                growth_sum=diag.growth_sum + _tree_sum(log_ratio),
+                growth_steps=diag.growth_steps + _tree_sum(counted),
             )
             trace = jnp.log10(_tree_max(abs_u)) if config.record_trace else None
             return (inner, diag), trace
 
         inputs = _step_inputs(config)
         zeros = tree_map(jnp.zeros_like, theta0)
-        int_zeros = tree_map(lambda x: jnp.zeros(x.shape, jnp.int32), theta0)
+        zero = jnp.asarray(0.0, jnp.float64)
         diag0 = _Diagnostics(
-            longest=zeros,
-            grad_sq=zeros,
-            grad_count=int_zeros,
+            longest=zero,
+            grad_sq=zero,
+            grad_count=jnp.asarray(0, jnp.int32),
             first_bad=jnp.asarray(-1, jnp.int32),
-            growth_mantissa=tree_map(jnp.ones_like, theta0),
-            growth_exponent=int_zeros,
-            growth_steps=zeros,
+            growth_sum=zero,
+            growth_steps=zero,
         )
-        carry = ((state0, zeros, zeros, zeros), diag0)
+        ends = [GROWTH_BLOCK * (k + 1) - 1 for k in range(n_blocks)] + ([steps - 1] * bool(tail))
+        if "seen" in inputs:
+            # With a declared support the silences are the same in every cell: the last
+            # step with a gradient before each block end is read off the support table
+            # once (unbatched), and the step loop carries no step counter per element.
+            last_seen_table = _last_seen(inputs["n"], inputs["seen"])
+            block_last_seen = tree_map(lambda a: a[jnp.asarray(ends)], last_seen_table)
+            carry = ((state0, zeros, None, zeros), diag0)
+        else:
+            block_last_seen = None
+            carry = ((state0, zeros, zeros, zeros), diag0)
         blocked = tree_map(
             lambda a: a[: n_blocks * GROWTH_BLOCK].reshape((n_blocks, GROWTH_BLOCK) + a.shape[1:]),
             inputs,
         )
-        carry, trace = jax.lax.scan(one_block, carry, blocked)
+
+        def block_of(table: Any, index: Any) -> Any:
+            return None if table is None else tree_map(lambda a: a[index], table)
+
+        carry, trace = jax.lax.scan(
+            one_block, carry, (blocked, block_of(block_last_seen, slice(0, n_blocks)))
+        )
         if tail:
-            carry, _ = one_block(carry, tree_map(lambda a: a[n_blocks * GROWTH_BLOCK :], inputs))
+            tail_inputs = tree_map(lambda a: a[n_blocks * GROWTH_BLOCK :], inputs)
+            carry, _ = one_block(carry, (tail_inputs, block_of(block_last_seen, -1)))
         (state, max_abs, _, _), diag = carry
         diverged = diag.first_bad >= 0
         theta = parts(state)[0]
@@ -420,24 +433,30 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
             if problem.loss is not None
             else jnp.asarray(jnp.nan)
         )
-        growth_log = tree_map(
-            lambda pm, e: jnp.log(pm) + e * math.log(2.0),
-            diag.growth_mantissa,
-            diag.growth_exponent,
-        )
         return _CellResult(
             max_update=jnp.where(diverged, jnp.inf, _tree_max(max_abs)),
             diverged_step=diag.first_bad,
-            growth_sum=_tree_sum(growth_log),
-            growth_steps=_tree_sum(diag.growth_steps),
-            longest_silence=_tree_max(diag.longest).astype(jnp.int32),
-            grad_sq_sum=_tree_sum(diag.grad_sq),
-            grad_count=_tree_sum(diag.grad_count),
+            growth_sum=diag.growth_sum,
+            growth_steps=diag.growth_steps,
+            longest_silence=diag.longest.astype(jnp.int32),
+            grad_sq_sum=diag.grad_sq,
+            grad_count=diag.grad_count,
             final_loss=loss,
             trace=trace if config.record_trace else jnp.zeros((0,)),
         )
 
     return cell
+
+
+def _last_seen(numbers: jnp.ndarray, seen: PyTree) -> PyTree:
+    """For every step ``n`` (axis 0) and element: the last step ``<= n`` at which the element
+    had a gradient (``seen``), 0 when none yet (a running maximum over the steps)."""
+
+    def running(q: jnp.ndarray) -> jnp.ndarray:
+        step = numbers.astype(jnp.float64).reshape((-1,) + (1,) * (q.ndim - 1))
+        return jax.lax.cummax(jnp.where(q, step, 0.0), axis=0)
+
+    return tree_map(running, seen)
 
 
 def _tree_max(tree: PyTree) -> jnp.ndarray:
