@@ -195,47 +195,34 @@ def integrate(
     backend = _pick_backend(backend, solver, traceable)
     params = _flows.flow_params(opt, convention)
 
+    if traceable:
+        theta_start = _as_float_tree(theta0)
+        y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
+    else:  # a NumPy gradient: the scipy backend evaluates the field with NumPy
+        theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
+        y0 = model.init(opt.k, theta_start, np.zeros_like)
     if backend == "diffrax":
         from ._backends import diffrax as backend_mod
 
-        theta_start = _as_float_tree(theta0)
-        y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
-        result = backend_mod.solve(
-            model,
-            grad_fn,
-            params,
-            y0,
-            save_ts,
-            t_end,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=int(max_steps),
-            progress=progress,
-        )
+        backend_options: dict[str, Any] = {}
     else:
         from ._backends import scipy as backend_mod
 
-        if traceable:
-            theta_start = _as_float_tree(theta0)
-            y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
-        else:
-            theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
-            y0 = model.init(opt.k, theta_start, np.zeros_like)
-        result = backend_mod.solve(
-            model,
-            grad_fn,
-            params,
-            y0,
-            save_ts,
-            t_end,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=int(max_steps),
-            progress=progress,
-            numpy_grad=not traceable,
-        )
+        backend_options = {"numpy_grad": not traceable}
+    result = backend_mod.solve(
+        model,
+        grad_fn,
+        params,
+        y0,
+        save_ts,
+        t_end,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=int(max_steps),
+        progress=progress,
+        **backend_options,
+    )
 
     success, message = result.success, result.message
     theta = model.theta(result.ys)
