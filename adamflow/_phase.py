@@ -184,15 +184,17 @@ def predicted_peak(beta: Any, gamma: Any, grad_scale: Any, silence: Any, eps: fl
 
 class _Diagnostics(NamedTuple):
     """Measurements of one cell updated at the end of every block of steps, reduced over
-    the parameter elements (scalars per cell), so that the step loop carries no
-    per-element diagnostics. The growth is kept as the sum over blocks and elements of
-    ln(|u at the block end| / |u where the silence began or at the previous block end|)."""
+    the parameter elements (scalars per cell) but for one: the growth is kept as a product
+    of ratios |u at the block end| / |u where the silence began or at the previous block
+    end| per element, in mantissa/exponent form (``frexp``; the exponents summed over the
+    elements), so that no logarithm is taken inside the loop."""
 
     longest: jnp.ndarray
     grad_sq: jnp.ndarray
     grad_count: jnp.ndarray
     first_bad: jnp.ndarray
-    growth_sum: jnp.ndarray
+    growth_mantissa: PyTree  # per element
+    growth_exponent: jnp.ndarray
     growth_steps: jnp.ndarray
 
 
@@ -365,9 +367,10 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
                 abs_u,
                 anchor,
             )
-            log_ratio = tree_map(
-                lambda q, a, a0: jnp.where(q, jnp.log(jnp.where(q, a / a0, 1.0)), 0.0),
+            product = tree_map(
+                lambda q, pm, a, a0: jnp.where(q, pm * (a / jnp.where(q, a0, 1.0)), pm),
                 qualify,
+                diag.growth_mantissa,
                 abs_u,
                 anchor,
             )
@@ -383,7 +386,9 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
                 + _tree_sum(tree_map(lambda gi, q: jnp.where(q, gi * gi, 0.0), g, nonzero)),
                 grad_count=diag.grad_count + _tree_sum(nonzero).astype(jnp.int32),
                 first_bad=first_bad.astype(jnp.int32),
-                growth_sum=diag.growth_sum + _tree_sum(log_ratio),
+                growth_mantissa=tree_map(lambda x: jnp.frexp(x)[0], product),
+                growth_exponent=diag.growth_exponent
+                + _tree_sum(tree_map(lambda x: jnp.frexp(x)[1], product)).astype(jnp.int32),
                 growth_steps=diag.growth_steps + _tree_sum(counted),
             )
             trace = jnp.log10(_tree_max(abs_u)) if config.record_trace else None
@@ -397,7 +402,8 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
             grad_sq=zero,
             grad_count=jnp.asarray(0, jnp.int32),
             first_bad=jnp.asarray(-1, jnp.int32),
-            growth_sum=zero,
+            growth_mantissa=tree_map(jnp.ones_like, theta0),
+            growth_exponent=jnp.asarray(0, jnp.int32),
             growth_steps=zero,
         )
         ends = [GROWTH_BLOCK * (k + 1) - 1 for k in range(n_blocks)] + ([steps - 1] * bool(tail))
@@ -436,7 +442,8 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
         return _CellResult(
             max_update=jnp.where(diverged, jnp.inf, _tree_max(max_abs)),
             diverged_step=diag.first_bad,
-            growth_sum=diag.growth_sum,
+            growth_sum=_tree_sum(tree_map(jnp.log, diag.growth_mantissa))
+            + diag.growth_exponent * math.log(2.0),
             growth_steps=diag.growth_steps,
             longest_silence=diag.longest.astype(jnp.int32),
             grad_sq_sum=diag.grad_sq,
