@@ -14,6 +14,7 @@ import optax
 from . import _rules
 from ._optimizers import Hyper, KAdam
 from ._trajectory import PyTree, Trajectory, first_nonfinite_index
+from ._validate import check_int
 
 tree_map = jax.tree_util.tree_map
 
@@ -121,12 +122,6 @@ def _cached_grad(loss: Callable[[PyTree], Any]) -> Callable[[PyTree], PyTree]:
     return jax.grad(loss)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _as_float_tree(theta0: PyTree) -> PyTree:
     leaves = jax.tree_util.tree_leaves(theta0)
     if not leaves:
@@ -155,8 +150,8 @@ def run_discrete(
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
-    steps = _check_positive_int("steps", steps)
-    save_every = _check_positive_int("save_every", save_every)
+    steps = check_int("steps", steps, 1)
+    save_every = check_int("save_every", save_every, 1)
     grad_fn = resolve_grad(loss, grad)
     theta0 = _as_float_tree(theta0)
     saved_states, saved_steps = _run_scan(grad_fn, opt.hyper(), opt.k, theta0, steps, save_every)

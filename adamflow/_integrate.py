@@ -16,6 +16,7 @@ from ._discrete import _as_float_tree, resolve_grad
 from ._optimizers import KAdam
 from ._rules import NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
+from ._validate import check_choice, check_positive
 
 ORDERS = ("leading", "corrected")
 CONVENTIONS = ("exact", "euler")
@@ -65,28 +66,12 @@ def _is_jax_traceable(grad_fn: Callable[[PyTree], PyTree], theta0: PyTree) -> bo
     return True
 
 
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    bound = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a finite number {bound}, got {value!r}")
-    x = float(value)
-    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return x
-
-
 def _horizon(opt: KAdam, steps: float | None, t1: float | None) -> float:
     if (steps is None) == (t1 is None):
         raise ValueError("give exactly one of steps= (number of lr-steps) or t1= (end time)")
     if steps is not None:
-        return _check_positive("steps", steps) * opt.lr
-    return _check_positive("t1", t1)
+        return check_positive("steps", steps) * opt.lr
+    return check_positive("t1", t1)
 
 
 def _save_times(opt: KAdam, t_end: float, save_steps: Any) -> np.ndarray:
@@ -173,12 +158,12 @@ def integrate(
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
-    order = _check_choice("order", order, ORDERS)
-    convention = _check_choice("convention", convention, CONVENTIONS)
-    backend = _check_choice("backend", backend, BACKENDS)
+    order = check_choice("order", order, ORDERS)
+    convention = check_choice("convention", convention, CONVENTIONS)
+    backend = check_choice("backend", backend, BACKENDS)
     t_end = _horizon(opt, steps, t1)
-    rtol = _check_positive("rtol", rtol)
-    atol = _check_positive("atol", atol, allow_zero=True)
+    rtol = check_positive("rtol", rtol)
+    atol = check_positive("atol", atol, allow_zero=True)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     save_ts = _save_times(opt, t_end, save_steps)

@@ -61,6 +61,7 @@ from ._discrete import cascade_step, init_state, parameter_step
 from ._flows import FlowParams, FlowState, flow_update, initial_state, leading_field
 from ._optimizers import Hyper
 from ._trajectory import PyTree
+from ._validate import check_int, check_positive
 from .problems import Problem
 
 tree_map = jax.tree_util.tree_map
@@ -100,24 +101,6 @@ def _check_grid(name: str, values: Any) -> np.ndarray:
         if not (np.all(steps > 0) or np.all(steps < 0)):
             raise ValueError(f"{name} must be strictly increasing or strictly decreasing")
     return grid
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    x = float(value)
-    ok = math.isfinite(x) and (x >= 0.0 if allow_zero else x > 0.0)
-    if not ok:
-        raise ValueError(
-            f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value!r}"
-        )
-    return x
 
 
 def _resolve_devices(devices: Any) -> list[Any]:
@@ -741,7 +724,7 @@ def grid(low: float, high: float, n: int, *, spacing: str = "log") -> np.ndarray
     r"""``n`` values from ``low`` to ``high`` (both in [0, 1)): ``"log"`` spaces
     :math:`1-x` logarithmically (fine near 1, where Adam's β and γ live), ``"linear"``
     spaces :math:`x` evenly."""
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     for name, value in (("low", low), ("high", high)):
         if not 0.0 <= float(value) < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
@@ -827,17 +810,17 @@ def phase_diagram(
         raise TypeError(f"problem must be an adamflow.problems.Problem, got {problem!r}")
     beta_grid = _check_grid("betas", betas)
     gamma_grid = _check_grid("gammas", gammas)
-    steps = _check_int("steps", steps, 1)
-    lr = _check_positive("lr", lr)
-    seed = _check_int("seed", seed, 0)
-    eps = _check_positive("eps", eps, allow_zero=True)
-    threshold = _check_positive("threshold", threshold)
-    substeps = _check_int("substeps", substeps, 1)
+    steps = check_int("steps", steps, 1)
+    lr = check_positive("lr", lr)
+    seed = check_int("seed", seed, 0)
+    eps = check_positive("eps", eps, allow_zero=True)
+    threshold = check_positive("threshold", threshold)
+    substeps = check_int("substeps", substeps, 1)
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
     device_list = _resolve_devices(devices)
     n_cells = beta_grid.size * gamma_grid.size
-    largest = _check_int("chunk_size", chunk_size if chunk_size is not None else DEFAULT_CHUNK, 1)
+    largest = check_int("chunk_size", chunk_size if chunk_size is not None else DEFAULT_CHUNK, 1)
     n_chunks = -(-n_cells // largest)
     chunk = -(-n_cells // n_chunks)  # equal chunks, the last one possibly shorter
     n_chunks = -(-n_cells // chunk)

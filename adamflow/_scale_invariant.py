@@ -8,7 +8,6 @@ set by the optimizer alone (the meta-adaptive effect measured in `adamflow._meta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 
 from ._training import Dataset, accuracy, cross_entropy, digits_dataset, layer_norm
 from ._trajectory import PyTree
+from ._validate import check_positive
 
 
 class ScaleInvariantProblem(NamedTuple):
@@ -71,12 +71,6 @@ def _float_data(data: Dataset) -> Dataset:
     return data._replace(x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
 
 
-def _check_positive(name: str, value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
-
-
 def normalized_linear_classifier(
     seed: int = 0, *, temperature: float = 8.0
 ) -> ScaleInvariantProblem:
@@ -86,7 +80,7 @@ def normalized_linear_classifier(
     :math:`L(cW) = L(W)`. ``seed`` draws the train/test split and ``W_0`` (entries
     ``N(0, 1/64)``).
     """
-    temperature = _check_positive("temperature", temperature)
+    temperature = check_positive("temperature", temperature)
     data = _float_data(digits_dataset(seed))
     n_in = data.x_train.shape[1]
     dtype = data.x_train.dtype
@@ -109,7 +103,7 @@ def normalized_mlp(
     and ``W2`` (hidden×10), each with :math:`L(cW_i) = L(W_i)`; initial entries
     ``N(0, 1/fan_in)``.
     """
-    temperature = _check_positive("temperature", temperature)
+    temperature = check_positive("temperature", temperature)
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 2:
         raise ValueError(f"hidden must be an integer >= 2, got {hidden!r}")
     data = _float_data(digits_dataset(seed))

@@ -42,6 +42,7 @@ from ._scale_invariant import ScaleInvariantProblem as ScaleInvariantProblem
 from ._scale_invariant import normalized_linear_classifier as normalized_linear_classifier
 from ._scale_invariant import normalized_mlp as normalized_mlp
 from ._trajectory import PyTree
+from ._validate import check_int
 
 __all__ = [
     "PROBLEMS",
@@ -139,12 +140,6 @@ class Problem:
         }
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_float(name: str, value: object, low: float, high: float, *, open_low: bool) -> float:
     try:
         x = float(value)  # type: ignore[arg-type]
@@ -190,10 +185,10 @@ def sparse(dim: int = 32, p: float = 0.02, condition: float = 1.0, seed: int = 0
     draws a coordinate's gradient is exactly zero and Adam's update grows by
     :math:`\beta/\sqrt\gamma` per step (THEORY.md §4). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
     """
-    dim = _check_int("dim", dim, 1)
+    dim = check_int("dim", dim, 1)
     p = _check_float("p", p, 0.0, 1.0, open_low=True)
     condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     curvature, target, loss = _quadratic_parts(dim, condition, seed)
 
     def support(key: jax.Array) -> PyTree:
@@ -222,8 +217,8 @@ def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
     bias-correction factors, which tend to 1) until :math:`\sqrt{\hat v}` falls to
     :math:`\varepsilon` (THEORY.md §4).
     """
-    dim = _check_int("dim", dim, 1)
-    n0 = _check_int("n0", n0, 1)
+    dim = check_int("dim", dim, 1)
+    n0 = check_int("n0", n0, 1)
     scale = _check_float("scale", scale, 0.0, np.inf, open_low=True)
     c = scale * 10.0 ** -np.arange(dim, dtype=np.float64)
 
@@ -251,9 +246,9 @@ def quadratic(dim: int = 16, condition: float = 100.0, seed: int = 0) -> Problem
     r"""A full-gradient quadratic: :math:`L = \tfrac12\sum_i h_i(\theta_i-\theta^*_i)^2`,
     :math:`h_i` log-spaced from 1 to ``1/condition``, ``θ0 = 0``, ``θ* ~ N(0, 1)``.
     Deterministic; no coordinate's gradient ever vanishes exactly."""
-    dim = _check_int("dim", dim, 1)
+    dim = check_int("dim", dim, 1)
     condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     curvature, target, loss = _quadratic_parts(dim, condition, seed)
 
     def grad(theta: PyTree, key: jax.Array) -> PyTree:
@@ -278,11 +273,11 @@ def logistic(
     :math:`x_j\sim N(0, I)`, :math:`y_j = \mathrm{sign}(x_j\cdot w^* + 0.5\,\xi_j)`; each
     step's gradient uses ``batch`` samples drawn (with replacement) from the step's key.
     """
-    n_samples = _check_int("n_samples", n_samples, 1)
-    dim = _check_int("dim", dim, 1)
-    batch = _check_int("batch", batch, 1)
+    n_samples = check_int("n_samples", n_samples, 1)
+    dim = check_int("dim", dim, 1)
+    batch = check_int("batch", batch, 1)
     l2 = _check_float("l2", l2, 0.0, np.inf, open_low=False)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, dim))
     w_true = rng.standard_normal(dim)
@@ -331,9 +326,9 @@ def mlp_digits(hidden: int = 16, batch: int = 32, seed: int = 0) -> Problem:
     step's gradient uses ``batch`` images drawn from the step's key. A hidden unit that is
     off for the whole minibatch gives exact zeros in its weights' gradients.
     """
-    hidden = _check_int("hidden", hidden, 1)
-    batch = _check_int("batch", batch, 1)
-    seed = _check_int("seed", seed, 0)
+    hidden = check_int("hidden", hidden, 1)
+    batch = check_int("batch", batch, 1)
+    seed = check_int("seed", seed, 0)
     images, labels = _digits()
     n_samples, n_inputs = images.shape
     n_classes = 10
