@@ -17,7 +17,13 @@ from ._discrete import run_discrete as run_discrete
 from ._integrate import integrate as integrate
 from ._optimizers import Adam as Adam
 from ._optimizers import AdamW as AdamW
+from ._optimizers import CascadeState as CascadeState
 from ._optimizers import KAdam as KAdam
+from ._optimizers import as_optax as as_optax
+from ._optimizers import cascade_step as cascade_step
+from ._optimizers import init_state as init_state
+from ._optimizers import parameter_step as parameter_step
+from ._optimizers import stack_specs as stack_specs
 from ._phase import PhaseDiagram as PhaseDiagram
 from ._phase import load_phase_diagram as load_phase_diagram
 from ._phase import phase_diagram as phase_diagram

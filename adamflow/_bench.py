@@ -126,10 +126,10 @@ def _logcosh_problem(dim: int, seed: int = 0) -> tuple[Callable[[Any], Any], jax
     return loss, jax.random.normal(key_t, (dim,))
 
 
-def _flat_grid(betas: np.ndarray, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cells of a (β, γ) grid in the sweep's order (β-major)."""
-    beta, gamma = np.meshgrid(betas, gammas, indexing="ij")
-    return beta.ravel(), gamma.ravel()
+def _flat_grid(b1s: np.ndarray, b2s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of a (β₁, β₂) grid in the sweep's order (β₁-major)."""
+    b1, b2 = np.meshgrid(b1s, b2s, indexing="ij")
+    return b1.ravel(), b2.ravel()
 
 
 def _same_max(a: np.ndarray, b: np.ndarray, rtol: float = 1e-6) -> bool:
@@ -303,8 +303,8 @@ def bench_import(options: BenchOptions) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- phase sweep
 
 
-def _sweep(problem: problems.Problem, betas: np.ndarray, gammas: np.ndarray, **kw: Any) -> Any:
-    return phase_diagram(problem, betas, gammas, progress=False, **kw)
+def _sweep(problem: problems.Problem, b1s: np.ndarray, b2s: np.ndarray, **kw: Any) -> Any:
+    return phase_diagram(problem, b1s, b2s, progress=False, **kw)
 
 
 def bench_phase(options: BenchOptions) -> dict[str, Any]:
@@ -312,7 +312,7 @@ def bench_phase(options: BenchOptions) -> dict[str, Any]:
     also with ``--quick``, which only times fewer repeats and optax points) against
 
     - a per-point Python loop of jitted ``optax.adam`` steps (`optax_loop_point`): a few
-      points are timed whole (each jits its own step, as a per-point loop must: β and γ
+      points are timed whole (each jits its own step, as a per-point loop must: β₁ and β₂
       are baked into ``optax.adam``) and the median is extrapolated to every cell;
       ``_steps_only`` keys leave the per-point compile out (a loop that jits once);
     - the minimal fused kernel (`minimal_kernel`) on the same cells: throughput ratio and
@@ -323,15 +323,15 @@ def bench_phase(options: BenchOptions) -> dict[str, Any]:
     problem = problems.sparse()
     run = DEFAULT_RUNS["sparse"]
     steps, lr = int(run["steps"]), float(run["lr"])
-    betas, gammas = default_grid(DEFAULT_GRID)
-    flat_b, flat_g = _flat_grid(betas, gammas)
+    b1s, b2s = default_grid(DEFAULT_GRID)
+    flat_b, flat_g = _flat_grid(b1s, b2s)
     cells = flat_b.size
     work = element_steps(problem, cells, steps)
     repeats = options.repeats
 
-    sweep_cold, diagram = _timed(lambda: _sweep(problem, betas, gammas, steps=steps, lr=lr))
+    sweep_cold, diagram = _timed(lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr))
     sweep_warm = median_time(
-        lambda: _sweep(problem, betas, gammas, steps=steps, lr=lr).max_update, repeats
+        lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr).max_update, repeats
     )
     kernel = minimal_kernel(problem, steps=steps, lr=lr)
     kernel_cold, kernel_max = _timed(lambda: kernel(flat_b, flat_g))
@@ -358,7 +358,7 @@ def bench_phase(options: BenchOptions) -> dict[str, Any]:
     optax_steps_only = cells * steps * step_s
     sweep_max = diagram.max_update.ravel()
     return {
-        "phase_grid": f"{betas.size}x{gammas.size}",
+        "phase_grid": f"{b1s.size}x{b2s.size}",
         "phase_cells": cells,
         "phase_steps": steps,
         "phase_dim": problem.size,
@@ -393,9 +393,9 @@ def bench_scaling(options: BenchOptions) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def measure(prefix: str, side: int, steps: int) -> float:
-        betas, gammas = default_grid(side)
+        b1s, b2s = default_grid(side)
         cold, warm = cold_and_warm(
-            lambda: _sweep(problem, betas, gammas, steps=steps, lr=lr).max_update, repeats
+            lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr).max_update, repeats
         )
         per_cell_step = warm / (side * side * steps)
         out[f"{prefix}_s"] = warm
@@ -419,13 +419,13 @@ def bench_gpu_scale(options: BenchOptions) -> dict[str, Any]:
     problem = problems.sparse(dim=options.gpu_dim)
     lr = float(DEFAULT_RUNS["sparse"]["lr"])
     steps, side = options.gpu_steps, options.gpu_grid
-    betas, gammas = default_grid(side)
-    flat_b, flat_g = _flat_grid(betas, gammas)
+    b1s, b2s = default_grid(side)
+    flat_b, flat_g = _flat_grid(b1s, b2s)
     work = element_steps(problem, flat_b.size, steps)
     chunk = min(options.gpu_chunk, flat_b.size)
 
     def sweep() -> Any:
-        return _sweep(problem, betas, gammas, steps=steps, lr=lr, chunk_size=chunk).max_update
+        return _sweep(problem, b1s, b2s, steps=steps, lr=lr, chunk_size=chunk).max_update
 
     repeats = 1 if side * side * steps * options.gpu_dim > 1e9 else options.repeats
     sweep_cold, sweep_max = _timed(sweep)

@@ -6,16 +6,16 @@ Matching the one-step maps to second order gives, with
 :math:`\dot g = H(\theta)\,\dot\theta_0` (a Jacobian-vector product of the gradient along
 the leading velocity :math:`\dot\theta_0 = -(\hat u + \lambda\theta)`)::
 
-    level 1 drives:  m: g - δ_β ġ          v: (g - δ_γ ġ)²            (the square keeps v ≥ 0)
-    level i ≥ 2:     m: u⁽ⁱ⁻¹⁾ - δ'_β u̇⁽ⁱ⁻¹⁾   v: (u⁽ⁱ⁻¹⁾ - δ'_γ u̇⁽ⁱ⁻¹⁾)²
+    level 1 drives:  m: g - δ_β₁ ġ          v: (g - δ_β₂ ġ)²            (the square keeps v ≥ 0)
+    level i ≥ 2:     m: u⁽ⁱ⁻¹⁾ - δ'_β₁ u̇⁽ⁱ⁻¹⁾   v: (u⁽ⁱ⁻¹⁾ - δ'_β₂ u̇⁽ⁱ⁻¹⁾)²
     dm_i/dt = a_i (drive_m - m_i),   dv_i/dt = b_i (drive_v - v_i)
     dθ/dt   = -( û + (η/2) dû/dt + λ (θ - (η/2) θ̇₀) )
 
-with the lag :math:`\delta_\beta = \eta(1/(1-\beta) - 1/\ln(1/\beta))` (`lag`) and the lead
-:math:`\delta'_\beta = \eta(\beta/(1-\beta) - 1/\ln(1/\beta))` (`lead`, negative). The
-mean delay of the discrete weights :math:`(1-\beta)\beta^j` minus that of the kernel
+with the lag :math:`\delta_\beta_1 = \eta(1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lag`) and the lead
+:math:`\delta'_\beta_1 = \eta(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lead`, negative). The
+mean delay of the discrete weights :math:`(1-\beta_1)\beta_1^j` minus that of the kernel
 :math:`a e^{-a s}` equals δ at every step, bias correction included, but only with the
-exact-decay rates :math:`a = \ln(1/\beta)/\eta`; the Euler convention is refused.
+exact-decay rates :math:`a = \ln(1/\beta_1)/\eta`; the Euler convention is refused.
 
 The state is :math:`(\theta, \hat m_i, \hat v_i)`: the bias-corrected moments are
 integrated directly,
@@ -72,7 +72,7 @@ tree_map = jax.tree_util.tree_map
 MAX_LEVELS = 2
 
 #: What was found for k ≥ 3 (quoted by the refusal). Measured on 5-d quadratics, T = 0.5,
-#: β = 0.85, γ = 0.98, lr 0.02..0.0025 (see the issue note for the numbers).
+#: β₁ = 0.85, β₂ = 0.98, lr 0.02..0.0025 (see the issue note for the numbers).
 CASCADE_FINDINGS = (
     "the same level-by-level correction (lead δ' on every level i >= 2) was tried for k = 3. "
     "With the start shift tau = 1e-6/rate its start layer is stiff (3997 solver steps "
@@ -88,27 +88,27 @@ CASCADE_FINDINGS = (
 START_SHIFT = 1e-6
 
 
-def lag(beta: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
-    r"""Lag of a first-level moment's drive: :math:`\delta_\beta = \eta\,(1/(1-\beta) -
-    1/\ln(1/\beta))`.
+def lag(b1: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
+    r"""Lag of a first-level moment's drive: :math:`\delta_\beta_1 = \eta\,(1/(1-\beta_1) -
+    1/\ln(1/\beta_1))`.
 
-    The discrete average of gradients read at step starts is :math:`\eta/(1-\beta)` old on
-    average; the exact-decay kernel :math:`a e^{-as}` is :math:`1/a = \eta/\ln(1/\beta)`
-    old. Tends to :math:`\eta/2` as :math:`\beta \to 1` and to :math:`\eta` as
-    :math:`\beta \to 0`. ``xp`` is an `adamflow._rules` namespace (sympy works too).
+    The discrete average of gradients read at step starts is :math:`\eta/(1-\beta_1)` old on
+    average; the exact-decay kernel :math:`a e^{-as}` is :math:`1/a = \eta/\ln(1/\beta_1)`
+    old. Tends to :math:`\eta/2` as :math:`\beta_1 \to 1` and to :math:`\eta` as
+    :math:`\beta_1 \to 0`. ``xp`` is an `adamflow._rules` namespace (sympy works too).
     """
-    return lr * (1 / (1 - beta) - 1 / _rules.decay_per_step(beta, xp))
+    return lr * (1 / (1 - b1) - 1 / _rules.decay_per_step(b1, xp))
 
 
-def lead(beta: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
+def lead(b1: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
     r"""Signed lag of a level-i ≥ 2 moment's drive (negative: a lead):
-    :math:`\delta'_\beta = \eta\,(\beta/(1-\beta) - 1/\ln(1/\beta)) = \delta_\beta - \eta`.
+    :math:`\delta'_\beta_1 = \eta\,(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1)) = \delta_\beta_1 - \eta`.
 
     Levels above the first average the level below's output *at the end* of each step,
     one step (:math:`\eta`) later than the gradient. Tends to :math:`-\eta/2` as
-    :math:`\beta \to 1` and to 0 as :math:`\beta \to 0`.
+    :math:`\beta_1 \to 1` and to 0 as :math:`\beta_1 \to 0`.
     """
-    return lr * (beta / (1 - beta) - 1 / _rules.decay_per_step(beta, xp))
+    return lr * (b1 / (1 - b1) - 1 / _rules.decay_per_step(b1, xp))
 
 
 class CorrectedConstants(NamedTuple):
@@ -123,10 +123,10 @@ class CorrectedConstants(NamedTuple):
 
 
 def corrected_constants(opt: KAdam) -> CorrectedConstants:
-    """`lag` for level 1 and `lead` for levels ≥ 2, from the spec's per-level β_i, γ_i."""
-    lag_m = [lag(b, opt.lr) if i == 0 else lead(b, opt.lr) for i, b in enumerate(opt.betas)]
-    lag_v = [lag(g, opt.lr) if i == 0 else lead(g, opt.lr) for i, g in enumerate(opt.gammas)]
-    fastest = max(_rules.moment_rate(beta, opt.lr, "exact") for beta in opt.betas + opt.gammas)
+    """`lag` for level 1 and `lead` for levels ≥ 2, from the spec's per-level β₁_i, β₂_i."""
+    lag_m = [lag(b, opt.lr) if i == 0 else lead(b, opt.lr) for i, b in enumerate(opt.b1s)]
+    lag_v = [lag(g, opt.lr) if i == 0 else lead(g, opt.lr) for i, g in enumerate(opt.b2s)]
+    fastest = max(_rules.moment_rate(b1, opt.lr, "exact") for b1 in opt.b1s + opt.b2s)
     return CorrectedConstants(
         jnp.asarray(opt.lr),
         jnp.asarray(np.array(lag_m)),
@@ -302,7 +302,7 @@ def initial_state(
     grad_fn: Callable[[PyTree], PyTree],
 ) -> FlowState:
     r"""The corrected flow's state at t = 0, where every moment rate vanishes:
-    :math:`\hat m_1 = g - \delta_\beta \dot g`, :math:`\hat v_1 = (g - \delta_\gamma
+    :math:`\hat m_1 = g - \delta_\beta_1 \dot g`, :math:`\hat v_1 = (g - \delta_\beta_2
     \dot g)^2`, and :math:`\hat m_i = u^{(i-1)}`, :math:`\hat v_i = (u^{(i-1)})^2` for
     i ≥ 2 (the bias-corrected averages over an interval of length zero).
 
@@ -403,15 +403,15 @@ def corrected_model(opt: KAdam) -> FlowModel:
     """The corrected flow of ``opt`` as a `FlowModel` (registered as
     ``adamflow._integrate.MODELS["corrected"]``).
 
-    Raises ``ValueError`` for k > `MAX_LEVELS` (see `CASCADE_FINDINGS`) and for β_i = 0 or
-    γ_i = 0 (a memoryless level has no exact-decay rate to correct).
+    Raises ``ValueError`` for k > `MAX_LEVELS` (see `CASCADE_FINDINGS`) and for β₁_i = 0 or
+    β₂_i = 0 (a memoryless level has no exact-decay rate to correct).
     """
     if opt.k > MAX_LEVELS:
         raise ValueError(
             f"order='corrected' supports k <= {MAX_LEVELS}, got k={opt.k}: {CASCADE_FINDINGS}. "
             "Use order='leading' for deeper cascades."
         )
-    for name, values in (("beta", opt.betas), ("gamma", opt.gammas)):
+    for name, values in (("b1", opt.b1s), ("b2", opt.b2s)):
         if any(value == 0.0 for value in values):
             raise ValueError(f"order='corrected' needs every {name} in (0, 1), got {name}={values}")
     consts = corrected_constants(opt)
@@ -481,13 +481,13 @@ def accuracy_table(
     lrs: tuple[float, ...] = TABLE_LRS,
     *,
     t1: float = TABLE_T1,
-    beta: float = 0.99,
-    gamma: float = 0.999,
+    b1: float = 0.99,
+    b2: float = 0.999,
     rtol: float = 1e-10,
     atol: float = 1e-12,
 ) -> list[dict[str, Any]]:
     r"""Final-time error :math:`|\theta_K - \theta(K\eta)|` (and its maximum over the path)
-    of the leading and corrected flows of Adam(β, γ) on `nonconvex_1d` from θ = 0, with the
+    of the leading and corrected flows of Adam(β₁, β₂) on `nonconvex_1d` from θ = 0, with the
     gradient evaluations each used (discrete: K; flows: vector-field evaluations, each one
     gradient plus, for the corrected flow, one Hessian-vector product)."""
     from ._compare import compare
@@ -500,7 +500,7 @@ def accuracy_table(
         row: dict[str, Any] = {"lr": lr, "steps": steps, "discrete_grad_evals": steps}
         for order in ("leading", "corrected"):
             result = compare(
-                Adam(lr, beta=beta, gamma=gamma),
+                Adam(lr, b1=b1, b2=b2),
                 nonconvex_1d,
                 theta0,
                 steps,
@@ -533,7 +533,7 @@ def bench_corrected_vs_discrete(
     r"""Cost of the corrected flow at the loosest tolerance that matches the discrete run to
     ``target`` relative error, against running the discrete optimizer.
 
-    Adam(lr, β = 0.99, γ = 0.999) on `nonconvex_1d` from 0 to ``t1`` (K = t1/lr steps).
+    Adam(lr, β₁ = 0.99, β₂ = 0.999) on `nonconvex_1d` from 0 to ``t1`` (K = t1/lr steps).
     Relative error :math:`|\theta(K\eta) - \theta_K| / |\theta_K - \theta_0|`; rtol is
     tried from 1e-3 down by factors of 10 (atol = rtol·1e-2). Times are the best of 3
     after a warm-up (compilation excluded). ``flow_grad_evals`` counts vector-field
@@ -545,7 +545,7 @@ def bench_corrected_vs_discrete(
 
     if quick:
         t1 = min(t1, 2.0)
-    opt = Adam(lr, beta=0.99, gamma=0.999)
+    opt = Adam(lr, b1=0.99, b2=0.999)
     steps = round(t1 / lr)
     theta0 = jnp.zeros(1)
 
@@ -578,7 +578,7 @@ def bench_corrected_vs_discrete(
             chosen = (rtol, trajectory, flow, error)
             break
     result: dict[str, Any] = {
-        "problem": "nonconvex_1d, Adam(beta=0.99, gamma=0.999), theta0 = 0",
+        "problem": "nonconvex_1d, Adam(b1=0.99, b2=0.999), theta0 = 0",
         "lr": lr,
         "t1": t1,
         "steps": steps,

@@ -9,98 +9,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from . import _rules
-from ._optimizers import Hyper, KAdam
+from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
 from ._trajectory import PyTree, Trajectory, first_nonfinite_index
 from ._validate import check_int
 
 tree_map = jax.tree_util.tree_map
-
-
-class CascadeState(NamedTuple):
-    """Discrete optimizer state: step count ``n`` and raw moments ``m_i, v_i`` per level."""
-
-    count: jnp.ndarray
-    m: tuple[PyTree, ...]
-    v: tuple[PyTree, ...]
-
-
-def init_state(k: int, params: PyTree) -> CascadeState:
-    """``n = 0`` and ``m_i = v_i = 0`` for every level."""
-    zeros = tree_map(jnp.zeros_like, params)
-    return CascadeState(jnp.zeros([], jnp.int32), (zeros,) * k, (zeros,) * k)
-
-
-def cascade_step(hyper: Hyper, state: CascadeState, grad: PyTree) -> tuple[CascadeState, PyTree]:
-    r"""One step of the k-level cascade; returns the new state and :math:`u^{(k)}_n`.
-
-    For i = 1..k with :math:`u^{(0)}_n = g_n`:
-    :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_i)(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
-    :math:`v^{(i)}_n` with :math:`(u^{(i-1)}_n)^2`, and
-    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_i^n)] / (\sqrt{v^{(i)}_n/(1-\gamma_i^n)} + \varepsilon)`.
-    Works for traced (vmapped) hyperparameters.
-    """
-    n = state.count + 1
-    drive = grad
-    new_m, new_v = [], []
-    for i in range(len(state.m)):
-        beta, gamma = hyper.betas[i], hyper.gammas[i]
-        m = tree_map(lambda m, x: m + _rules.ema_increment(m, x, 1.0 - beta), state.m[i], drive)
-        v = tree_map(
-            lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - gamma), state.v[i], drive
-        )
-        bc_m = _rules.bias_correction(n * _rules.decay_per_step(beta))
-        bc_v = _rules.bias_correction(n * _rules.decay_per_step(gamma))
-        drive = tree_map(lambda m, v: _rules.normalized_update(m / bc_m, v / bc_v, hyper.eps), m, v)
-        new_m.append(m)
-        new_v.append(v)
-    return CascadeState(n, tuple(new_m), tuple(new_v)), drive
-
-
-def parameter_step(hyper: Hyper, theta: PyTree, update: PyTree) -> PyTree:
-    r""":math:`\theta_n = \theta_{n-1} - \eta (u_n + \lambda \theta_{n-1})`."""
-    return tree_map(
-        lambda p, u: p + hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay),
-        theta,
-        update,
-    )
-
-
-def as_optax(opt: KAdam) -> optax.GradientTransformation:
-    r"""The spec as an optax transformation returning :math:`-\eta (u^{(k)}_n + \lambda \theta)`.
-
-    Apply with ``optax.apply_updates``. ``params`` must be passed to ``update`` when
-    ``weight_decay > 0``.
-    """
-    hyper = opt.hyper()
-
-    def init_fn(params: PyTree) -> CascadeState:
-        return init_state(opt.k, params)
-
-    def update_fn(
-        updates: PyTree, state: CascadeState, params: PyTree | None = None
-    ) -> tuple[PyTree, CascadeState]:
-        if params is None:
-            if opt.weight_decay > 0:
-                raise ValueError("params must be given to update() when weight_decay > 0")
-            params = tree_map(jnp.zeros_like, updates)
-        new_state, u = cascade_step(hyper, state, updates)
-        delta = tree_map(
-            lambda u, p, g: (hyper.lr * _rules.parameter_velocity(u, p, hyper.weight_decay)).astype(
-                g.dtype
-            ),
-            u,
-            params,
-            updates,
-        )
-        # Keep the state's dtypes (float32 params stay float32 under x64), as optax does,
-        # so the state can be a lax.scan carry.
-        new_state = tree_map(lambda new, old: new.astype(old.dtype), new_state, state)
-        return delta, new_state
-
-    return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]
 
 
 def resolve_grad(
@@ -154,7 +69,7 @@ def run_discrete(
     save_every = check_int("save_every", save_every, 1)
     grad_fn = resolve_grad(loss, grad)
     theta0 = _as_float_tree(theta0)
-    saved_states, saved_steps = _run_scan(grad_fn, opt.hyper(), opt.k, theta0, steps, save_every)
+    saved_states, saved_steps = _run_scan(grad_fn, opt, opt.k, theta0, steps, save_every)
     theta, m, v, u = saved_states
     steps_arr = np.asarray(saved_steps, dtype=np.int64)
     bad = first_nonfinite_index(theta)
@@ -175,7 +90,7 @@ def run_discrete(
 
 def _run_scan(
     grad_fn: Callable[[PyTree], PyTree],
-    hyper: Hyper,
+    opt: KAdam,
     k: int,
     theta0: PyTree,
     steps: int,
@@ -186,7 +101,7 @@ def _run_scan(
     saved_steps = [i * save_every for i in range(n_blocks + 1)] + ([steps] if tail else [])
     state0 = init_state(k, theta0)
     record0 = (theta0, state0.m, state0.v, tree_map(jnp.zeros_like, theta0))
-    records = _scan_jit(grad_fn, n_blocks, save_every, tail, hyper, theta0, state0)
+    records = _scan_jit(grad_fn, n_blocks, save_every, tail, opt, theta0, state0)
     stacked = tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), record0, records)
     return stacked, saved_steps
 
@@ -197,14 +112,14 @@ def _scan_jit(
     n_blocks: int,
     block: int,
     tail: int,
-    hyper: Hyper,
+    opt: KAdam,
     theta0: PyTree,
     state0: CascadeState,
 ) -> Any:
     def one_step(carry: tuple[PyTree, CascadeState, PyTree], _: None) -> Any:
         theta, state, _u = carry
-        state, u = cascade_step(hyper, state, grad_fn(theta))
-        return (parameter_step(hyper, theta, u), state, u), None
+        state, u = cascade_step(opt, state, grad_fn(theta))
+        return (parameter_step(opt, theta, u), state, u), None
 
     def record(carry: Any) -> Any:
         theta, state, u = carry

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 
 from . import _rules
 from ._optimizers import KAdam
@@ -24,7 +24,8 @@ class FlowState(NamedTuple):
 
 
 class FlowParams(NamedTuple):
-    """Rates and constants of a flow: ``a_i, b_i`` per level (``inf`` = no memory)."""
+    """What the field reads off a spec: rates ``a_i, b_i`` per level (``inf`` = no memory),
+    ε and λ. Derived from the spec by `flow_params`, never built by hand."""
 
     a: Any  # shape (k,)
     b: Any  # shape (k,)
@@ -33,11 +34,12 @@ class FlowParams(NamedTuple):
 
 
 def flow_params(opt: KAdam, convention: str = "exact") -> FlowParams:
-    r"""Rates of the spec's flow: :math:`a_i = \ln(1/\beta_i)/\eta` (``"exact"``) or
-    :math:`(1-\beta_i)/\eta` (``"euler"``), likewise :math:`b_i` from :math:`\gamma_i`."""
-    a = [_rules.moment_rate(beta, opt.lr, convention) for beta in opt.betas]
-    b = [_rules.moment_rate(gamma, opt.lr, convention) for gamma in opt.gammas]
-    return FlowParams(np.asarray(a), np.asarray(b), opt.eps, opt.weight_decay)
+    r"""Rates of the spec's flow (theory/adam.md): :math:`a_i = \ln(1/\beta_{1,i})/\eta`
+    (``"exact"``) or :math:`(1-\beta_{1,i})/\eta` (``"euler"``), likewise :math:`b_i` from
+    :math:`\beta_{2,i}`. Works on a traced or vmapped spec (the sweep's continuous mode)."""
+    a = jnp.stack([_rules.moment_rate(jnp.asarray(b1), opt.lr, convention) for b1 in opt.b1s])
+    b = jnp.stack([_rules.moment_rate(jnp.asarray(b2), opt.lr, convention) for b2 in opt.b2s])
+    return FlowParams(a, b, opt.eps, opt.weight_decay)
 
 
 def initial_state(k: int, theta0: PyTree, zeros_like: Callable[[Any], Any]) -> FlowState:

@@ -125,7 +125,7 @@ def integrate(
     r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (THEORY.md §2).
 
     Leading order, time :math:`t = n\eta`, rates :math:`a_i, b_i` from ``convention``
-    (``"exact"``: :math:`a = \ln(1/\beta)/\eta`; ``"euler"``: :math:`a = (1-\beta)/\eta`)::
+    (``"exact"``: :math:`a = \ln(1/\beta_1)/\eta`; ``"euler"``: :math:`a = (1-\beta_1)/\eta`)::
 
         dm_i/dt = a_i (u⁽ⁱ⁻¹⁾ - m_i),  dv_i/dt = b_i ((u⁽ⁱ⁻¹⁾)² - v_i),  u⁽⁰⁾ = ∇L(θ)
         dθ/dt   = -(u⁽ᵏ⁾ + λ θ),  u⁽ⁱ⁾ = m̂_i/(sqrt(v̂_i)+ε),  m̂_i = m_i/(1-e^{-a_i t})
@@ -174,7 +174,7 @@ def integrate(
     if order == "corrected" and convention != "exact":
         raise ValueError(
             "order='corrected' needs convention='exact': its lags match the discrete decay "
-            "beta^n = exp(-a t) only with a = ln(1/beta)/lr"
+            "b1^n = exp(-a t) only with a = ln(1/b1)/lr"
         )
     traceable = _is_jax_traceable(grad_fn, _as_float_tree(theta0))
     backend = _pick_backend(backend, solver, traceable)

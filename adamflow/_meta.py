@@ -30,8 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._discrete import cascade_step, init_state, parameter_step
-from ._optimizers import KAdam
+from ._optimizers import KAdam, cascade_step, init_state, parameter_step
 from ._rules import bias_correction, decay_per_step, normalized_update
 from ._trajectory import PyTree
 
@@ -99,7 +98,7 @@ def record_norm_dynamics(
         raise ValueError(f"groups must be keys of theta0 {sorted(theta0)}, got {list(names)}")
     theta0 = {key: jnp.asarray(value, jnp.result_type(float)) for key, value in theta0.items()}
     keys = jax.random.split(jax.random.PRNGKey(seed), steps)
-    records = _record_scan(grad, names, opt.k, opt.hyper(), theta0, keys)
+    records = _record_scan(grad, names, opt.k, opt, theta0, keys)
     norm_sq0 = np.array([float(jnp.sum(theta0[name] ** 2)) for name in names])
     norm_sq, theta_dot_u, update_sq, grad_sq, angle = (np.asarray(r) for r in records)
     return NormDynamics(
@@ -130,7 +129,7 @@ def _record_scan(
         new_theta = parameter_step(hyper, theta, u)
         # Adam's normalized gradient before momentum, ĝ = g/(sqrt(v̂)+ε) (k = 1 only).
         if k == 1:
-            bc = bias_correction(new_state.count * decay_per_step(hyper.gammas[0]))
+            bc = bias_correction(new_state.count * decay_per_step(hyper.b2s[0]))
             v_hat = tree_map(lambda v: v / bc, new_state.v[0])
             g_hat = tree_map(lambda x, v: normalized_update(x, v, hyper.eps), g, v_hat)
             g_hat_sq = jnp.stack([jnp.sum(g_hat[name] ** 2) for name in names])

@@ -7,80 +7,32 @@ continuous-time flow and the symbolic form are all read off this one spec.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
+
+from . import _rules
+from ._trajectory import PyTree
+from ._validate import check_levels, check_positive
 
 if TYPE_CHECKING:
     import optax
 
 
-class Hyper(NamedTuple):
-    """Array-valued hyperparameters of a spec (vmappable; ``k = len(betas)`` is static)."""
-
-    lr: jnp.ndarray
-    betas: jnp.ndarray  # shape (k,)
-    gammas: jnp.ndarray  # shape (k,)
-    eps: jnp.ndarray
-    weight_decay: jnp.ndarray
-
-
-def _check_real(name: str, value: object, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number ({allowed}), got {value!r}")
-    as_float = float(value)
-    if math.isnan(as_float):
-        raise ValueError(f"{name} must be {allowed}, got nan")
-    return as_float
-
-
-def _check_lr(value: object) -> float:
-    lr = _check_real("lr", value, "finite and > 0")
-    if not (math.isfinite(lr) and lr > 0.0):
-        raise ValueError(f"lr must be finite and > 0, got {value!r}")
-    return lr
-
-
-def _check_unit_interval(name: str, value: object) -> float:
-    x = _check_real(name, value, "in [0, 1)")
-    if not 0.0 <= x < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return x
-
-
-def _check_nonnegative(name: str, value: object) -> float:
-    x = _check_real(name, value, "finite and >= 0")
-    if not (math.isfinite(x) and x >= 0.0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return x
-
-
-def _check_levels(name: str, value: object, k: int) -> tuple[float, ...]:
-    """A scalar (shared by all k levels) or a sequence of exactly k values in [0, 1)."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != k:
-            raise ValueError(
-                f"{name} must be a scalar or a sequence of length k={k}, got length {len(value)}"
-            )
-        return tuple(_check_unit_interval(f"{name}[{i}]", x) for i, x in enumerate(value))
-    if hasattr(value, "shape") and getattr(value, "shape", ()) != ():
-        return _check_levels(name, list(value.tolist()), k)  # type: ignore[attr-defined]
-    return (_check_unit_interval(name, value),) * k
-
-
-@dataclass(frozen=True)
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True, repr=False, eq=False)
 class KAdam:
     r"""k-Adam: ``k`` adaptive normalizations in cascade (THEORY.md §1-2).
 
     Discrete step ``n`` (``u⁽⁰⁾ = g_n = ∇L(θ_{n-1})``), for levels ``i = 1..k``::
 
-        m⁽ⁱ⁾_n = β_i m⁽ⁱ⁾_{n-1} + (1-β_i) u⁽ⁱ⁻¹⁾_n
-        v⁽ⁱ⁾_n = γ_i v⁽ⁱ⁾_{n-1} + (1-γ_i) (u⁽ⁱ⁻¹⁾_n)²
-        u⁽ⁱ⁾_n = [m⁽ⁱ⁾_n/(1-β_iⁿ)] / (sqrt(v⁽ⁱ⁾_n/(1-γ_iⁿ)) + ε)
+        m⁽ⁱ⁾_n = β₁_i m⁽ⁱ⁾_{n-1} + (1-β₁_i) u⁽ⁱ⁻¹⁾_n
+        v⁽ⁱ⁾_n = β₂_i v⁽ⁱ⁾_{n-1} + (1-β₂_i) (u⁽ⁱ⁻¹⁾_n)²
+        u⁽ⁱ⁾_n = [m⁽ⁱ⁾_n/(1-β₁_iⁿ)] / (sqrt(v⁽ⁱ⁾_n/(1-β₂_iⁿ)) + ε)
         θ_n    = θ_{n-1} - η (u⁽ᵏ⁾_n + λ θ_{n-1})
 
     Continuous time ``t = nη`` (leading order), rates ``a_i, b_i`` from the convention::
@@ -92,18 +44,18 @@ class KAdam:
     ----------
     lr : learning rate η, finite and > 0.
     k : number of levels, an integer >= 1 (k = 1 is Adam).
-    beta, gamma : first/second-moment factors in [0, 1); a scalar shared by all levels or a
+    b1, b2 : first/second-moment factors in [0, 1); a scalar shared by all levels or a
         sequence of length k (level 1 first, the one fed by the gradient).
     eps : ε >= 0 added to sqrt(v̂).
     weight_decay : decoupled weight decay λ >= 0 (AdamW's).
     """
 
-    lr: float
+    lr: Any
     k: int = 2
-    beta: float | tuple[float, ...] = 0.9
-    gamma: float | tuple[float, ...] = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    b1: Any = 0.9
+    b2: Any = 0.999
+    eps: Any = 1e-8
+    weight_decay: Any = 0.0
     name: str = field(default="KAdam", compare=False)
 
     def __post_init__(self) -> None:
@@ -113,44 +65,59 @@ class KAdam:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         k = int(self.k)
         object.__setattr__(self, "k", k)
-        object.__setattr__(self, "lr", _check_lr(self.lr))
-        betas = _check_levels("beta", self.beta, k)
-        gammas = _check_levels("gamma", self.gamma, k)
+        object.__setattr__(self, "lr", check_positive("lr", self.lr))
+        b1s = check_levels("b1", self.b1, k)
+        b2s = check_levels("b2", self.b2, k)
         # Store scalars when all levels share a value, so reprs stay readable.
-        object.__setattr__(self, "beta", betas[0] if len(set(betas)) == 1 else betas)
-        object.__setattr__(self, "gamma", gammas[0] if len(set(gammas)) == 1 else gammas)
-        object.__setattr__(self, "eps", _check_nonnegative("eps", self.eps))
+        object.__setattr__(self, "b1", b1s[0] if len(set(b1s)) == 1 else b1s)
+        object.__setattr__(self, "b2", b2s[0] if len(set(b2s)) == 1 else b2s)
+        object.__setattr__(self, "eps", check_positive("eps", self.eps, allow_zero=True))
         object.__setattr__(
-            self, "weight_decay", _check_nonnegative("weight_decay", self.weight_decay)
+            self, "weight_decay", check_positive("weight_decay", self.weight_decay, allow_zero=True)
         )
 
-    @property
-    def betas(self) -> tuple[float, ...]:
-        """β_i for each level i = 1..k."""
-        return self.beta if isinstance(self.beta, tuple) else (self.beta,) * self.k
+    # A spec is a JAX pytree: its numbers are leaves (so jit/vmap trace them and a grid of
+    # specs is one spec with stacked leaves), ``k`` and ``name`` are static. Unflattening
+    # bypasses validation, as traced or stacked leaves cannot be checked one by one.
+    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[int, str]]:
+        return (self.lr, self.b1s, self.b2s, self.eps, self.weight_decay), (self.k, self.name)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.k, self.lr, self.b1s, self.b2s, self.eps, self.weight_decay)
+
+    def __eq__(self, other: object) -> bool:
+        # Levels compare by value: b1=0.9 equals b1=(0.9, 0.9) for k = 2.
+        return isinstance(other, KAdam) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple[int, str], leaves: Sequence[Any]) -> KAdam:
+        spec = object.__new__(cls)
+        for name, value in zip(("lr", "b1", "b2", "eps", "weight_decay"), leaves, strict=True):
+            object.__setattr__(spec, name, value)
+        object.__setattr__(spec, "k", aux[0])
+        object.__setattr__(spec, "name", aux[1])
+        return spec
 
     @property
-    def gammas(self) -> tuple[float, ...]:
-        """γ_i for each level i = 1..k."""
-        return self.gamma if isinstance(self.gamma, tuple) else (self.gamma,) * self.k
+    def b1s(self) -> tuple[Any, ...]:
+        """β₁ of each level i = 1..k (floats; arrays or tracers in a stacked or traced spec)."""
+        return self.b1 if isinstance(self.b1, tuple) else (self.b1,) * self.k
 
-    def hyper(self) -> Hyper:
-        """The hyperparameters as arrays, for jitted and vmapped code."""
-        return Hyper(
-            lr=jnp.asarray(self.lr),
-            betas=jnp.asarray(self.betas),
-            gammas=jnp.asarray(self.gammas),
-            eps=jnp.asarray(self.eps),
-            weight_decay=jnp.asarray(self.weight_decay),
-        )
+    @property
+    def b2s(self) -> tuple[Any, ...]:
+        """β₂ of each level i = 1..k (floats; arrays or tracers in a stacked or traced spec)."""
+        return self.b2 if isinstance(self.b2, tuple) else (self.b2,) * self.k
 
     def replace(self, **changes: object) -> KAdam:
         """A copy with some fields changed (validated again)."""
         fields = dict(
             lr=self.lr,
             k=self.k,
-            beta=self.beta,
-            gamma=self.gamma,
+            b1=self.b1,
+            b2=self.b2,
             eps=self.eps,
             weight_decay=self.weight_decay,
             name=self.name,
@@ -160,38 +127,36 @@ class KAdam:
 
     def as_optax(self) -> optax.GradientTransformation:
         """This optimizer as an ``optax.GradientTransformation`` (see `adamflow.as_optax`)."""
-        from ._discrete import as_optax
-
         return as_optax(self)
 
     def __repr__(self) -> str:
         if self.name == "Adam":
-            return f"Adam(lr={self.lr}, beta={self.beta}, gamma={self.gamma}, eps={self.eps})"
+            return f"Adam(lr={self.lr}, b1={self.b1}, b2={self.b2}, eps={self.eps})"
         if self.name == "AdamW":
             return (
-                f"AdamW(lr={self.lr}, beta={self.beta}, gamma={self.gamma}, eps={self.eps}, "
+                f"AdamW(lr={self.lr}, b1={self.b1}, b2={self.b2}, eps={self.eps}, "
                 f"weight_decay={self.weight_decay})"
             )
         return (
-            f"KAdam(lr={self.lr}, k={self.k}, beta={self.beta}, gamma={self.gamma}, "
+            f"KAdam(lr={self.lr}, k={self.k}, b1={self.b1}, b2={self.b2}, "
             f"eps={self.eps}, weight_decay={self.weight_decay})"
         )
 
 
-def Adam(lr: float, beta: float = 0.9, gamma: float = 0.999, eps: float = 1e-8) -> KAdam:
+def Adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> KAdam:
     r"""Adam: the one-level cascade, no weight decay (THEORY.md §1).
 
-    ``m_n = β m + (1-β) g``, ``v_n = γ v + (1-γ) g²``,
+    ``m_n = β₁ m + (1-β₁) g``, ``v_n = β₂ v + (1-β₂) g²``,
     ``θ_n = θ_{n-1} - η m̂_n/(sqrt(v̂_n)+ε)``; flow ``dθ/dt = -m̂/(sqrt(v̂)+ε)``.
-    Same as ``optax.adam(lr, b1=beta, b2=gamma, eps=eps)``.
+    Same as ``optax.adam(lr, b1=b1, b2=b2, eps=eps)``.
     """
-    return KAdam(lr, k=1, beta=beta, gamma=gamma, eps=eps, weight_decay=0.0, name="Adam")
+    return KAdam(lr, k=1, b1=b1, b2=b2, eps=eps, weight_decay=0.0, name="Adam")
 
 
 def AdamW(
     lr: float,
-    beta: float = 0.9,
-    gamma: float = 0.999,
+    b1: float = 0.9,
+    b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
 ) -> KAdam:
@@ -199,6 +164,106 @@ def AdamW(
 
     ``θ_n = θ_{n-1} - η (m̂_n/(sqrt(v̂_n)+ε) + λ θ_{n-1})``; flow
     ``dθ/dt = -(m̂/(sqrt(v̂)+ε) + λθ)``. Same as
-    ``optax.adamw(lr, b1=beta, b2=gamma, eps=eps, weight_decay=weight_decay)``.
+    ``optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)``.
     """
-    return KAdam(lr, k=1, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay, name="AdamW")
+    return KAdam(lr, k=1, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, name="AdamW")
+
+
+def stack_specs(specs: Sequence[KAdam]) -> KAdam:
+    """One spec whose leaves carry a leading axis over ``specs`` (validated one by one), to
+    ``jax.vmap`` a computation over a grid of hyperparameters; all must share ``k``."""
+    specs = list(specs)
+    if not specs:
+        raise ValueError("specs must not be empty")
+    for spec in specs:
+        if not isinstance(spec, KAdam):
+            raise TypeError(f"every spec must be an Adam, AdamW or KAdam spec, got {spec!r}")
+    if len({(spec.k, spec.name) for spec in specs}) != 1:
+        raise ValueError("stacked specs must share k and kind (Adam, AdamW or KAdam)")
+    return jax.tree_util.tree_map(lambda *leaves: jnp.asarray(leaves), *specs)
+
+
+tree_map = jax.tree_util.tree_map
+
+
+class CascadeState(NamedTuple):
+    """Discrete optimizer state: step count ``n`` and raw moments ``m_i, v_i`` per level."""
+
+    count: jnp.ndarray
+    m: tuple[PyTree, ...]
+    v: tuple[PyTree, ...]
+
+
+def init_state(k: int, params: PyTree) -> CascadeState:
+    """``n = 0`` and ``m_i = v_i = 0`` for every level."""
+    zeros = tree_map(jnp.zeros_like, params)
+    return CascadeState(jnp.zeros([], jnp.int32), (zeros,) * k, (zeros,) * k)
+
+
+def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[CascadeState, PyTree]:
+    r"""One step of the k-level cascade; returns the new state and :math:`u^{(k)}_n`.
+
+    For i = 1..k with :math:`u^{(0)}_n = g_n`:
+    :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_1_i)(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
+    :math:`v^{(i)}_n` with :math:`(u^{(i-1)}_n)^2`, and
+    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_1_i^n)] / (\sqrt{v^{(i)}_n/(1-\beta_2_i^n)} + \varepsilon)`.
+    Works for traced (vmapped) hyperparameters.
+    """
+    n = state.count + 1
+    drive = grad
+    new_m, new_v = [], []
+    for i in range(len(state.m)):
+        b1, b2 = opt.b1s[i], opt.b2s[i]
+        m = tree_map(lambda m, x: m + _rules.ema_increment(m, x, 1.0 - b1), state.m[i], drive)
+        v = tree_map(
+            lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - b2), state.v[i], drive
+        )
+        bc_m = _rules.bias_correction(n * _rules.decay_per_step(b1))
+        bc_v = _rules.bias_correction(n * _rules.decay_per_step(b2))
+        drive = tree_map(lambda m, v: _rules.normalized_update(m / bc_m, v / bc_v, opt.eps), m, v)
+        new_m.append(m)
+        new_v.append(v)
+    return CascadeState(n, tuple(new_m), tuple(new_v)), drive
+
+
+def parameter_step(opt: KAdam, theta: PyTree, update: PyTree) -> PyTree:
+    r""":math:`\theta_n = \theta_{n-1} - \eta (u_n + \lambda \theta_{n-1})`."""
+    return tree_map(
+        lambda p, u: p + opt.lr * _rules.parameter_velocity(u, p, opt.weight_decay),
+        theta,
+        update,
+    )
+
+
+def as_optax(opt: KAdam) -> optax.GradientTransformation:
+    r"""The spec as an optax transformation returning :math:`-\eta (u^{(k)}_n + \lambda \theta)`.
+
+    Apply with ``optax.apply_updates``. ``params`` must be passed to ``update`` when
+    ``weight_decay > 0``.
+    """
+    import optax  # only for users who ask for it: ``import adamflow`` does not load optax
+    def init_fn(params: PyTree) -> CascadeState:
+        return init_state(opt.k, params)
+
+    def update_fn(
+        updates: PyTree, state: CascadeState, params: PyTree | None = None
+    ) -> tuple[PyTree, CascadeState]:
+        if params is None:
+            if opt.weight_decay > 0:
+                raise ValueError("params must be given to update() when weight_decay > 0")
+            params = tree_map(jnp.zeros_like, updates)
+        new_state, u = cascade_step(opt, state, updates)
+        delta = tree_map(
+            lambda u, p, g: (opt.lr * _rules.parameter_velocity(u, p, opt.weight_decay)).astype(
+                g.dtype
+            ),
+            u,
+            params,
+            updates,
+        )
+        # Keep the state's dtypes (float32 params stay float32 under x64), as optax does,
+        # so the state can be a lax.scan carry.
+        new_state = tree_map(lambda new, old: new.astype(old.dtype), new_state, state)
+        return delta, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]

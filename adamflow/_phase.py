@@ -1,10 +1,10 @@
-r"""Phase diagrams of Adam over (β, γ): where the update stays bounded (THEORY.md §4).
+r"""Phase diagrams of Adam over (β₁, β₂): where the update stays bounded (THEORY.md §4).
 
-For every cell of a grid of (β, γ) the sweep runs Adam (the discrete recurrence, or its
+For every cell of a grid of (β₁, β₂) the sweep runs Adam (the discrete recurrence, or its
 leading-order flow) on one `adamflow.problems.Problem` and measures how large the
 normalized update :math:`u_n = \hat m_n/(\sqrt{\hat v_n}+\varepsilon)` gets. Theory:
-:math:`|u|` is bounded iff :math:`\gamma > \beta^2`; outside, a coordinate whose gradient
-vanishes sees :math:`|u|` grow by :math:`\ln(\beta/\sqrt\gamma)` per step until
+:math:`|u|` is bounded iff :math:`\beta_2 > \beta_1^2`; outside, a coordinate whose gradient
+vanishes sees :math:`|u|` grow by :math:`\ln(\beta_1/\sqrt\beta_2)` per step until
 :math:`\sqrt{\hat v}` falls to ε.
 
 How the grid is computed: one jitted ``vmap`` over the cells of a chunk, ``lax.scan`` over
@@ -12,10 +12,10 @@ the steps, the chunk's cells sharded over all JAX devices (``jax.sharding``); th
 step is `adamflow._discrete.cascade_step`, the flow is `adamflow._flows.leading_field`
 (fixed-step RK4), so no formula is written here twice. Every cell sees the same gradient
 randomness (the key of step ``n`` is ``fold_in(PRNGKey(seed), n)``), so cells differ only
-by (β, γ). Each finished chunk can be written to a checkpoint folder; a rerun with the
+by (β₁, β₂). Each finished chunk can be written to a checkpoint folder; a rerun with the
 same parameters loads finished chunks instead of recomputing them.
 
-What is measured in each cell (arrays indexed ``[beta, gamma]``):
+What is measured in each cell (arrays indexed ``[b1, b2]``):
 
 - ``max_update``: :math:`\max_{n,i}|u_{n,i}|`, ``inf`` for a cell that went non-finite;
 - ``diverged`` / ``diverged_step``: whether an update went non-finite, and the end of the
@@ -23,16 +23,16 @@ What is measured in each cell (arrays indexed ``[beta, gamma]``):
 - ``growth_rate``: the measured change of :math:`\ln|u|` per step over the silent stretches
   (no gradient for that coordinate) during which ε stays negligible,
   :math:`\sqrt{\hat v}\ge` `CLEAN_FACTOR` ·ε, sampled at the end of every block; NaN
-  where there were none. Theory: ``theory_growth`` :math:`=\ln(\beta/\sqrt\gamma)`;
+  where there were none. Theory: ``theory_growth`` :math:`=\ln(\beta_1/\sqrt\beta_2)`;
 - ``longest_silence``: the longest stretch of steps without a gradient for a coordinate
   that had already received one (to within a block); ``grad_scale``: the RMS of the
   non-zero gradients (sampled once per block);
 - ``final_loss``: the problem's loss at the last parameters (NaN without a loss).
 
 The verdicts: a cell is *measured stable* when it did not diverge and ``max_update`` is at
-most ``threshold``; *theory stable* when :math:`\gamma > \beta^2`
+most ``threshold``; *theory stable* when :math:`\beta_2 > \beta_1^2`
 (`adamflow.stability.is_stable`). A theory-unstable cell lies in the *band* when the largest
-update this run could show in theory, `predicted_peak` (growth by :math:`\beta/\sqrt\gamma`
+update this run could show in theory, `predicted_peak` (growth by :math:`\beta_1/\sqrt\beta_2`
 per step for at most ``longest_silence`` steps, capped where :math:`\sqrt{\hat v}` reaches
 ε), stays below ``threshold`` × `BAND_MARGIN`: there the run cannot tell an unstable cell
 from a stable one. ``agreement`` is the fraction of cells outside the band where the two
@@ -57,9 +57,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _io, _rules, stability
-from ._discrete import cascade_step, init_state, parameter_step
-from ._flows import FlowParams, FlowState, flow_update, initial_state, leading_field
-from ._optimizers import Hyper
+from ._flows import FlowState, flow_params, flow_update, initial_state, leading_field
+from ._optimizers import Adam, KAdam, cascade_step, init_state, parameter_step, stack_specs
 from ._trajectory import PyTree
 from ._validate import check_int, check_positive
 from .problems import Problem
@@ -120,32 +119,32 @@ def _resolve_devices(devices: Any) -> list[Any]:
 # ----------------------------------------------------------------------------- theory
 
 
-def theory_growth(beta: Any, gamma: Any) -> np.ndarray:
+def theory_growth(b1: Any, b2: Any) -> np.ndarray:
     r"""Per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
-    negligible, bias corrections settled): :math:`\ln(\beta/\sqrt\gamma) =
-    \tfrac12\ln(1/\gamma) - \ln(1/\beta)` -- growth where :math:`\gamma < \beta^2`, decay
+    negligible, bias corrections settled): :math:`\ln(\beta_1/\sqrt\beta_2) =
+    \tfrac12\ln(1/\beta_2) - \ln(1/\beta_1)` -- growth where :math:`\beta_2 < \beta_1^2`, decay
     elsewhere (its positive part is `adamflow.stability.growth_rate`)."""
-    beta, gamma = np.asarray(beta, dtype=np.float64), np.asarray(gamma, dtype=np.float64)
+    b1, b2 = np.asarray(b1, dtype=np.float64), np.asarray(b2, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 0.5 * _rules.decay_per_step(gamma, _rules.NUMPY_OPS) - _rules.decay_per_step(
-            beta, _rules.NUMPY_OPS
+        return 0.5 * _rules.decay_per_step(b2, _rules.NUMPY_OPS) - _rules.decay_per_step(
+            b1, _rules.NUMPY_OPS
         )
 
 
-def predicted_peak(beta: Any, gamma: Any, grad_scale: Any, silence: Any, eps: float) -> np.ndarray:
+def predicted_peak(b1: Any, b2: Any, grad_scale: Any, silence: Any, eps: float) -> np.ndarray:
     r"""log10 of the largest update this run could show in theory (THEORY.md §4): a
-    coordinate whose gradient of size ``G`` switches off grows by :math:`\beta/\sqrt\gamma`
+    coordinate whose gradient of size ``G`` switches off grows by :math:`\beta_1/\sqrt\beta_2`
     per step for at most ``silence`` steps, and at most to the ε cap,
 
-    :math:`\log_{10}\min\big(A_\varepsilon(\beta,\gamma,G),\;
-    e^{\max(0,\ln(\beta/\sqrt\gamma))\,L}\big)`
+    :math:`\log_{10}\min\big(A_\varepsilon(\beta_1,\beta_2,G),\;
+    e^{\max(0,\ln(\beta_1/\sqrt\beta_2))\,L}\big)`
 
     with :math:`A_\varepsilon` = `adamflow.stability.eps_capped_amplification` (sharp form;
     moments in equilibrium before the switch-off, so :math:`|u| \approx 1` at its start).
     It is optimistic: a cell whose predicted peak stays below the detection threshold cannot
     have shown its instability. NaN where ``G`` is not a positive number.
     """
-    b, g = np.broadcast_arrays(np.asarray(beta, float), np.asarray(gamma, float))
+    b, g = np.broadcast_arrays(np.asarray(b1, float), np.asarray(b2, float))
     scale = np.broadcast_to(np.asarray(grad_scale, float), b.shape)
     length = np.broadcast_to(np.asarray(silence, float), b.shape)
     usable = np.isfinite(scale) & (scale > 0)
@@ -245,7 +244,7 @@ def _step_inputs(config: _Config) -> dict[str, Any]:
 
 
 def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
-    """The function of one (β, γ) cell: run ``steps`` steps and return its measurements.
+    """The function of one (β₁, β₂) cell: run ``steps`` steps and return its measurements.
 
     Steps are scanned in blocks of `GROWTH_BLOCK`; per step only the running max of |u|
     and the last step at which each coordinate received a gradient are updated (the loop
@@ -254,31 +253,24 @@ def _make_cell_fn(config: _Config) -> Callable[[Any, Any], _CellResult]:
     problem, steps, lr, eps = config.problem, config.steps, config.lr, config.eps
     n_blocks, tail = divmod(steps, GROWTH_BLOCK)
 
-    def cell(beta: Any, gamma: Any) -> _CellResult:
+    def cell(spec: KAdam) -> _CellResult:
         theta0 = tree_map(lambda x: jnp.asarray(x, dtype=jnp.float64), problem.theta0)
-        log_decay_v = _rules.decay_per_step(gamma)
+        b1, b2 = spec.b1s[0], spec.b2s[0]
+        log_decay_v = _rules.decay_per_step(b2)
         if config.dynamics == "discrete":
-            hyper = Hyper(
-                jnp.asarray(lr), beta[None], gamma[None], jnp.asarray(eps), jnp.asarray(0.0)
-            )
             state0: Any = (theta0, init_state(1, theta0))
 
             def advance(state: Any, n: Any, grad_fn: Callable[[PyTree], PyTree]) -> Any:
                 theta, cascade = state
                 g = grad_fn(theta)
-                cascade, u = cascade_step(hyper, cascade, g)
-                return (parameter_step(hyper, theta, u), cascade), g, u
+                cascade, u = cascade_step(spec, cascade, g)
+                return (parameter_step(spec, theta, u), cascade), g, u
 
             def parts(state: Any) -> tuple[PyTree, PyTree]:
                 return state[0], state[1].v[0]
 
         else:
-            params = FlowParams(
-                (_rules.decay_per_step(beta) / lr,),
-                (log_decay_v / lr,),
-                jnp.asarray(eps),
-                jnp.asarray(0.0),
-            )
+            params = flow_params(spec, "exact")
             state0 = initial_state(1, theta0, jnp.zeros_like)
             h = lr / config.substeps
 
@@ -459,7 +451,7 @@ def _tree_sum(tree: PyTree) -> jnp.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _compile_chunk_fn(config: _Config, devices: tuple[Any, ...]) -> Callable[..., _CellResult]:
-    """``(betas, gammas) -> _CellResult`` over a chunk: jit of the vmapped cell, with the
+    """``spec -> _CellResult`` over a chunk of stacked specs: jit of the vmapped cell, with the
     cell axis sharded over ``devices`` when there are several (cached, so a repeated sweep
     of the same problem object reuses the compiled code)."""
     batched = jax.vmap(_make_cell_fn(config))
@@ -467,19 +459,24 @@ def _compile_chunk_fn(config: _Config, devices: tuple[Any, ...]) -> Callable[...
         return jax.jit(batched)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("cells",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("cells"))
-    return jax.jit(batched, in_shardings=(sharding, sharding), out_shardings=sharding)
+    return jax.jit(batched, in_shardings=(sharding,), out_shardings=sharding)
 
 
 def _compute_chunk(
-    chunk_fn: Callable[..., _CellResult], betas: np.ndarray, gammas: np.ndarray, padded: int
+    chunk_fn: Callable[..., _CellResult],
+    config: _Config,
+    b1s: np.ndarray,
+    b2s: np.ndarray,
+    padded: int,
 ) -> dict[str, np.ndarray]:
     """Run one chunk (padded to ``padded`` cells by repeating its last cell) and return its
     unpadded results as NumPy arrays."""
-    size = betas.size
+    size = b1s.size
     pad = padded - size
-    b = np.concatenate([betas, np.full(pad, betas[-1])])
-    g = np.concatenate([gammas, np.full(pad, gammas[-1])])
-    result = chunk_fn(jnp.asarray(b), jnp.asarray(g))
+    b = np.concatenate([b1s, np.full(pad, b1s[-1])])
+    g = np.concatenate([b2s, np.full(pad, b2s[-1])])
+    specs = stack_specs([Adam(config.lr, b1, b2, config.eps) for b1, b2 in zip(b, g, strict=True)])
+    result = chunk_fn(specs)
     return {name: np.asarray(value)[:size] for name, value in result._asdict().items()}
 
 
@@ -488,21 +485,21 @@ def _compute_chunk(
 
 @dataclass(frozen=True, eq=False)
 class PhaseDiagram:
-    """Measured and predicted stability of Adam over a (β, γ) grid.
+    """Measured and predicted stability of Adam over a (β₁, β₂) grid.
 
-    Arrays are indexed ``[beta, gamma]`` (the module docstring defines each one):
+    Arrays are indexed ``[b1, b2]`` (the module docstring defines each one):
     measured ``max_update``, ``growth_rate`` (over ``growth_steps`` silent steps),
     ``diverged``/``diverged_step``, ``final_loss``, ``longest_silence``, ``grad_scale``;
-    theory ``theory_stable`` (γ > β²), ``theory_growth`` (ln(β/√γ)), ``predicted_peak``
+    theory ``theory_stable`` (β₂ > β₁²), ``theory_growth`` (ln(β₁/√β₂)), ``predicted_peak``
     (log10); verdicts ``measured_stable`` and ``band``. Scalars: ``agreement`` (fraction of
     cells outside the band where the verdicts agree), ``band_cells``, ``threshold``;
     ``parameters`` (everything the sweep was run with), ``elapsed`` (seconds). With
-    ``record_trace=True``: ``trace[beta, gamma, k]`` = log10 max_i |u_i| at step
+    ``record_trace=True``: ``trace[b1, b2, k]`` = log10 max_i |u_i| at step
     ``trace_steps[k]``.
     """
 
-    betas: np.ndarray
-    gammas: np.ndarray
+    b1s: np.ndarray
+    b2s: np.ndarray
     max_update: np.ndarray
     growth_rate: np.ndarray
     growth_steps: np.ndarray
@@ -554,7 +551,7 @@ class PhaseDiagram:
         return _io.sidecar(parameters, parameters.get("seed"), summary=self.summary())
 
     def plot(self, ax: Any = None) -> Any:
-        """Heatmap of log10 max|u| with the boundary γ = β², the band and (0.9, 0.999);
+        """Heatmap of log10 max|u| with the boundary β₂ = β₁², the band and (0.9, 0.999);
         returns the matplotlib Figure (see `adamflow.plotting.phase.plot_phase_diagram`)."""
         from .plotting.phase import plot_phase_diagram
 
@@ -574,8 +571,8 @@ class PhaseDiagram:
 
 
 _ARRAY_FIELDS = (
-    "betas",
-    "gammas",
+    "b1s",
+    "b2s",
     "max_update",
     "growth_rate",
     "growth_steps",
@@ -615,8 +612,8 @@ def load_phase_diagram(path: str | Path) -> PhaseDiagram:
 
 
 def _analyse(
-    betas: np.ndarray,
-    gammas: np.ndarray,
+    b1s: np.ndarray,
+    b2s: np.ndarray,
     raw: dict[str, np.ndarray],
     *,
     eps: float,
@@ -626,17 +623,17 @@ def _analyse(
     trace_steps: np.ndarray | None,
 ) -> PhaseDiagram:
     """Turn raw per-cell measurements into verdicts, the band and the agreement."""
-    shape = (betas.size, gammas.size)
+    shape = (b1s.size, b2s.size)
     grid = {key: value.reshape(shape + value.shape[1:]) for key, value in raw.items()}
-    beta, gamma = np.meshgrid(betas, gammas, indexing="ij")
+    b1, b2 = np.meshgrid(b1s, b2s, indexing="ij")
     diverged = grid["diverged_step"] >= 0
     with np.errstate(divide="ignore", invalid="ignore"):
         growth_rate = grid["growth_sum"] / grid["growth_steps"]
         grad_scale = np.sqrt(grid["grad_sq_sum"] / grid["grad_count"])
     growth_rate = np.where(grid["growth_steps"] > 0, growth_rate, np.nan)
     grad_scale = np.where(grid["grad_count"] > 0, grad_scale, np.nan)
-    stable_theory = np.asarray(stability.is_stable(beta, gamma), dtype=bool)
-    peak = predicted_peak(beta, gamma, grad_scale, grid["longest_silence"], eps)
+    stable_theory = np.asarray(stability.is_stable(b1, b2), dtype=bool)
+    peak = predicted_peak(b1, b2, grad_scale, grid["longest_silence"], eps)
     undecidable = ~(peak >= np.log10(threshold * BAND_MARGIN))  # NaN counts as undecidable
     band = ~stable_theory & undecidable
     measured = ~diverged & (grid["max_update"] <= threshold)
@@ -645,8 +642,8 @@ def _analyse(
         float(np.mean(measured[decided] == stable_theory[decided])) if decided.any() else np.nan
     )
     return PhaseDiagram(
-        betas=betas,
-        gammas=gammas,
+        b1s=b1s,
+        b2s=b2s,
         max_update=grid["max_update"],
         growth_rate=growth_rate,
         growth_steps=grid["growth_steps"],
@@ -656,7 +653,7 @@ def _analyse(
         longest_silence=grid["longest_silence"],
         grad_scale=grad_scale,
         theory_stable=stable_theory,
-        theory_growth=theory_growth(beta, gamma),
+        theory_growth=theory_growth(b1, b2),
         predicted_peak=peak,
         band=band,
         measured_stable=measured,
@@ -722,7 +719,7 @@ def clear_checkpoint(folder: str | Path) -> None:
 
 def grid(low: float, high: float, n: int, *, spacing: str = "log") -> np.ndarray:
     r"""``n`` values from ``low`` to ``high`` (both in [0, 1)): ``"log"`` spaces
-    :math:`1-x` logarithmically (fine near 1, where Adam's β and γ live), ``"linear"``
+    :math:`1-x` logarithmically (fine near 1, where Adam's β₁ and β₂ live), ``"linear"``
     spaces :math:`x` evenly."""
     n = check_int("n", n, 1)
     for name, value in (("low", low), ("high", high)):
@@ -735,11 +732,11 @@ def grid(low: float, high: float, n: int, *, spacing: str = "log") -> np.ndarray
     raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
 
 
-#: The default map: 1-β from 0.5 to 1e-3 and 1-γ from 0.9 to 1e-4, log-spaced, so that the
-#: boundary γ = β² (1-γ ≈ 2(1-β)) crosses the grid diagonally and Adam's default
+#: The default map: 1-β₁ from 0.5 to 1e-3 and 1-β₂ from 0.9 to 1e-4, log-spaced, so that the
+#: boundary β₂ = β₁² (1-β₂ ≈ 2(1-β₁)) crosses the grid diagonally and Adam's default
 #: (0.9, 0.999) lies inside it.
-DEFAULT_BETA_RANGE = (0.5, 0.999)
-DEFAULT_GAMMA_RANGE = (0.1, 0.9999)
+DEFAULT_B1_RANGE = (0.5, 0.999)
+DEFAULT_B2_RANGE = (0.1, 0.9999)
 DEFAULT_GRID = 40
 #: Steps and learning rate per built-in problem when not given (the main job: sparse).
 DEFAULT_RUNS: dict[str, dict[str, Any]] = {
@@ -752,10 +749,10 @@ DEFAULT_RUNS: dict[str, dict[str, Any]] = {
 
 
 def default_grid(n: int = DEFAULT_GRID, *, spacing: str = "log") -> tuple[np.ndarray, np.ndarray]:
-    """The default (betas, gammas): `DEFAULT_BETA_RANGE` × `DEFAULT_GAMMA_RANGE`, n × n."""
+    """The default (b1s, b2s): `DEFAULT_B1_RANGE` × `DEFAULT_B2_RANGE`, n × n."""
     return (
-        grid(*DEFAULT_BETA_RANGE, n, spacing=spacing),
-        grid(*DEFAULT_GAMMA_RANGE, n, spacing=spacing),
+        grid(*DEFAULT_B1_RANGE, n, spacing=spacing),
+        grid(*DEFAULT_B2_RANGE, n, spacing=spacing),
     )
 
 
@@ -764,8 +761,8 @@ def default_grid(n: int = DEFAULT_GRID, *, spacing: str = "log") -> tuple[np.nda
 
 def phase_diagram(
     problem: Problem,
-    betas: Sequence[float] | np.ndarray,
-    gammas: Sequence[float] | np.ndarray,
+    b1s: Sequence[float] | np.ndarray,
+    b2s: Sequence[float] | np.ndarray,
     *,
     steps: int,
     lr: float,
@@ -780,23 +777,23 @@ def phase_diagram(
     chunk_size: int | None = None,
     record_trace: bool = False,
 ) -> PhaseDiagram:
-    r"""Run Adam on ``problem`` for every (β, γ) of the grid and map where it stays bounded.
+    r"""Run Adam on ``problem`` for every (β₁, β₂) of the grid and map where it stays bounded.
 
     Each cell runs ``steps`` steps of Adam (``dynamics="discrete"``:
-    :math:`m_n = \beta m_{n-1} + (1-\beta)g_n`, :math:`v_n = \gamma v_{n-1} + (1-\gamma)g_n^2`,
+    :math:`m_n = \beta_1 m_{n-1} + (1-\beta_1)g_n`, :math:`v_n = \beta_2 v_{n-1} + (1-\beta_2)g_n^2`,
     :math:`u_n = \hat m_n/(\sqrt{\hat v_n}+\varepsilon)`,
     :math:`\theta_n = \theta_{n-1} - \eta u_n`) or its leading-order flow
     (``"continuous"``: :math:`\dot m = a(g - m)`, :math:`\dot v = b(g^2 - v)`,
-    :math:`\dot\theta = -u`, :math:`a = \ln(1/\beta)/\eta`, :math:`b = \ln(1/\gamma)/\eta`,
+    :math:`\dot\theta = -u`, :math:`a = \ln(1/\beta_1)/\eta`, :math:`b = \ln(1/\beta_2)/\eta`,
     RK4 with ``substeps`` steps per η, the gradient of step n held over
     :math:`[(n-1)\eta, n\eta)`), in float64, and is compared with the theory
-    :math:`\gamma > \beta^2` (THEORY.md §4; see the module docstring for every measured
+    :math:`\beta_2 > \beta_1^2` (THEORY.md §4; see the module docstring for every measured
     array, the band and the agreement).
 
     Parameters
     ----------
     problem : an `adamflow.problems.Problem`.
-    betas, gammas : strictly monotone, non-empty grids in [0, 1) (β = Adam's β1, γ = β2).
+    b1s, b2s : strictly monotone, non-empty grids in [0, 1) (β₁ = Adam's β₁1, β₂ = β₁2).
     steps : optimizer steps per cell (>= 1); lr : learning rate η (> 0).
     seed : seed of the gradient randomness, shared by every cell.
     eps : ε >= 0. threshold : a cell is measured stable when max|u| <= threshold.
@@ -808,8 +805,8 @@ def phase_diagram(
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be an adamflow.problems.Problem, got {problem!r}")
-    beta_grid = _check_grid("betas", betas)
-    gamma_grid = _check_grid("gammas", gammas)
+    b1_grid = _check_grid("b1s", b1s)
+    b2_grid = _check_grid("b2s", b2s)
     steps = check_int("steps", steps, 1)
     lr = check_positive("lr", lr)
     seed = check_int("seed", seed, 0)
@@ -819,7 +816,7 @@ def phase_diagram(
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
     device_list = _resolve_devices(devices)
-    n_cells = beta_grid.size * gamma_grid.size
+    n_cells = b1_grid.size * b2_grid.size
     largest = check_int("chunk_size", chunk_size if chunk_size is not None else DEFAULT_CHUNK, 1)
     n_chunks = -(-n_cells // largest)
     chunk = -(-n_cells // n_chunks)  # equal chunks, the last one possibly shorter
@@ -827,8 +824,8 @@ def phase_diagram(
     padded = -(-chunk // len(device_list)) * len(device_list)
     parameters: dict[str, Any] = {
         "problem": problem.fingerprint(),
-        "betas": beta_grid.tolist(),
-        "gammas": gamma_grid.tolist(),
+        "b1s": b1_grid.tolist(),
+        "b2s": b2_grid.tolist(),
         "steps": steps,
         "lr": lr,
         "seed": seed,
@@ -842,7 +839,7 @@ def phase_diagram(
     if folder is not None:
         _open_checkpoint(folder, _checkpoint_meta(parameters, chunk))
 
-    beta_flat, gamma_flat = (a.ravel() for a in np.meshgrid(beta_grid, gamma_grid, indexing="ij"))
+    b1_flat, b2_flat = (a.ravel() for a in np.meshgrid(b1_grid, b2_grid, indexing="ij"))
     config = _Config(problem, steps, lr, eps, seed, dynamics, substeps, bool(record_trace))
     start = time.perf_counter()
     pieces: list[dict[str, np.ndarray]] = []
@@ -859,7 +856,7 @@ def phase_diagram(
             if chunk_fn is None:
                 chunk_fn = _compile_chunk_fn(config, tuple(device_list))
             cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
-            piece = _compute_chunk(chunk_fn, beta_flat[cells], gamma_flat[cells], padded)
+            piece = _compute_chunk(chunk_fn, config, b1_flat[cells], b2_flat[cells], padded)
             if path is not None:
                 _io.atomic_save_npz(path, **piece)
             pieces.append(piece)
@@ -870,8 +867,8 @@ def phase_diagram(
     parameters["devices"] = len(device_list)
     parameters["chunk_size"] = chunk
     return _analyse(
-        beta_grid,
-        gamma_grid,
+        b1_grid,
+        b2_grid,
         raw,
         eps=eps,
         threshold=threshold,

@@ -1,6 +1,6 @@
 r"""Baselines the phase-diagram sweep is benchmarked against (``scripts/bench.py``).
 
-- `optax_loop_point`: what a user would write without adamflow -- one (β, γ) point, a
+- `optax_loop_point`: what a user would write without adamflow -- one (β₁, β₂) point, a
   Python loop of jitted ``optax.adam`` steps on the problem's gradient, tracking max|u|.
 - `minimal_kernel`: the practical limit of the machine -- a hand-written, fused
   ``lax.scan`` of the Adam recurrence vmapped over the same grid, measuring nothing but
@@ -35,19 +35,19 @@ def element_steps(problem: Problem, cells: int, steps: int) -> int:
 
 def optax_loop_point(
     problem: Problem,
-    beta: float,
-    gamma: float,
+    b1: float,
+    b2: float,
     *,
     steps: int,
     lr: float,
     eps: float = 1e-8,
     seed: int = 0,
 ) -> float:
-    r"""max over steps and coordinates of :math:`|u_n|` for one (β, γ), with ``steps``
-    jitted ``optax.adam(lr, b1=β, b2=γ, eps=ε)`` updates driven from Python
+    r"""max over steps and coordinates of :math:`|u_n|` for one (β₁, β₂), with ``steps``
+    jitted ``optax.adam(lr, b1=β₁, b2=β₂, eps=ε)`` updates driven from Python
     (:math:`u_n = -\Delta\theta_n/\eta`). Runs in float64 (``jax.enable_x64``)."""
     with jax.enable_x64(True):
-        optimizer = optax.adam(lr, b1=beta, b2=gamma, eps=eps)
+        optimizer = optax.adam(lr, b1=b1, b2=b2, eps=eps)
         theta = tree_map(lambda x: jnp.asarray(x, jnp.float64), problem.theta0)
         state = optimizer.init(theta)
         base_key = jax.random.PRNGKey(seed)
@@ -69,32 +69,32 @@ def optax_loop_point(
 def minimal_kernel(
     problem: Problem, *, steps: int, lr: float, eps: float = 1e-8, seed: int = 0
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    r"""A jitted ``(betas, gammas) -> max|u|`` over flat arrays of cells: Adam written out
-    (:math:`m \leftarrow \beta m + (1-\beta) g`, :math:`v \leftarrow \gamma v + (1-\gamma)g^2`,
-    :math:`u = \frac{m/(1-\beta^n)}{\sqrt{v/(1-\gamma^n)}+\varepsilon}`,
+    r"""A jitted ``(b1s, b2s) -> max|u|`` over flat arrays of cells: Adam written out
+    (:math:`m \leftarrow \beta_1 m + (1-\beta_1) g`, :math:`v \leftarrow \beta_2 v + (1-\beta_2)g^2`,
+    :math:`u = \frac{m/(1-\beta_1^n)}{\sqrt{v/(1-\beta_2^n)}+\varepsilon}`,
     :math:`\theta \leftarrow \theta - \eta u`) in one ``lax.scan`` under ``vmap``, in
     float64; the step keys are drawn before the loop, as in the sweep."""
     base_key = jax.random.PRNGKey(seed)
 
-    def cell(beta: Any, gamma: Any) -> Any:
+    def cell(b1: Any, b2: Any) -> Any:
         theta0 = tree_map(lambda x: jnp.asarray(x, jnp.float64), problem.theta0)
         zeros = tree_map(jnp.zeros_like, theta0)
 
         def body(carry: Any, x: Any) -> Any:
-            theta, m, v, largest, beta_n, gamma_n = carry
+            theta, m, v, largest, b1_n, b2_n = carry
             n, key = x
             g = problem.step_gradient(theta, key, n)
-            m = tree_map(lambda m, g: beta * m + (1 - beta) * g, m, g)
-            v = tree_map(lambda v, g: gamma * v + (1 - gamma) * g * g, v, g)
-            beta_n, gamma_n = beta_n * beta, gamma_n * gamma
+            m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+            v = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+            b1_n, b2_n = b1_n * b1, b2_n * b2
             u = tree_map(
-                lambda m, v: (m / (1 - beta_n)) / (jnp.sqrt(v / (1 - gamma_n)) + eps), m, v
+                lambda m, v: (m / (1 - b1_n)) / (jnp.sqrt(v / (1 - b2_n)) + eps), m, v
             )
             theta = tree_map(lambda p, u: p - lr * u, theta, u)
             largest = tree_map(lambda a, u: jnp.maximum(a, jnp.abs(u)), largest, u)
-            return (theta, m, v, largest, beta_n, gamma_n), None
+            return (theta, m, v, largest, b1_n, b2_n), None
 
-        one = jnp.ones_like(beta)
+        one = jnp.ones_like(b1)
         carry = (theta0, zeros, zeros, zeros, one, one)
         numbers = jnp.arange(1, steps + 1, dtype=jnp.int32)
         keys = jax.vmap(lambda n: jax.random.fold_in(base_key, n))(numbers)
@@ -103,8 +103,8 @@ def minimal_kernel(
 
     batched = jax.jit(jax.vmap(cell))
 
-    def run(betas: np.ndarray, gammas: np.ndarray) -> np.ndarray:
+    def run(b1s: np.ndarray, b2s: np.ndarray) -> np.ndarray:
         with jax.enable_x64(True):
-            return np.asarray(batched(jnp.asarray(betas), jnp.asarray(gammas)))
+            return np.asarray(batched(jnp.asarray(b1s), jnp.asarray(b2s)))
 
     return run

@@ -41,7 +41,7 @@ NUMPY_OPS = SimpleNamespace(
 def ema_increment(moment: Any, drive: Any, weight: Any) -> Any:
     r"""Increment of an exponential moving average: ``weight * (drive - moment)``.
 
-    Discrete: :math:`m_n - m_{n-1} = (1-\beta)(g_n - m_{n-1})` (weight ``1 - beta``).
+    Discrete: :math:`m_n - m_{n-1} = (1-\beta_1)(g_n - m_{n-1})` (weight ``1 - b1``).
     Continuous: :math:`\dot m = a (g - m)` (weight = the rate ``a``).
     """
     return weight * (drive - moment)
@@ -50,7 +50,7 @@ def ema_increment(moment: Any, drive: Any, weight: Any) -> Any:
 def bias_correction(decay_exponent: Any, xp: Any = JAX_OPS) -> Any:
     r"""Bias-correction divisor :math:`1 - e^{-x}`.
 
-    Discrete: :math:`x = n \ln(1/\beta)` gives :math:`1-\beta^n`. Continuous:
+    Discrete: :math:`x = n \ln(1/\beta_1)` gives :math:`1-\beta_1^n`. Continuous:
     :math:`x = a t` gives :math:`1 - e^{-a t}`. Computed as ``-expm1(-x)`` so it stays
     accurate as ``x -> 0``.
     """
@@ -71,23 +71,26 @@ def parameter_velocity(update: Any, theta: Any, weight_decay: Any) -> Any:
     return -(update + weight_decay * theta)
 
 
-def decay_per_step(beta: Any, xp: Any = JAX_OPS) -> Any:
-    r"""The per-step log decay :math:`\ln(1/\beta)`, so that :math:`\beta^n = e^{-n \ln(1/\beta)}`.
+def decay_per_step(factor: Any, xp: Any = JAX_OPS) -> Any:
+    r"""The per-step log decay :math:`\ln(1/\beta)` of an EMA with factor β (β₁ or β₂), so
+    that :math:`\beta^n = e^{-n \ln(1/\beta)}`.
 
-    ``beta = 0`` gives ``+inf`` (no memory: the average equals its latest input).
+    ``factor = 0`` gives ``+inf`` (no memory: the average equals its latest input).
     """
-    return -xp.log(beta)
+    return -xp.log(factor)
 
 
-def moment_rate(beta: float, lr: float, convention: str) -> float:
-    r"""Continuous relaxation rate of an EMA with factor ``beta`` at learning rate ``lr``.
+def moment_rate(factor: Any, lr: Any, convention: str, xp: Any = JAX_OPS) -> Any:
+    r"""Continuous relaxation rate of an EMA with factor β (β₁ or β₂) at learning rate η
+    (theory/adam.md).
 
     ``"exact"``: :math:`a = \ln(1/\beta)/\eta`, so :math:`e^{-a t} = \beta^n` at
     :math:`t = n\eta` (the default). ``"euler"``: :math:`a = (1-\beta)/\eta`, the
-    first-order expansion. ``beta = 0`` gives ``inf`` in the exact convention.
+    first-order expansion. ``factor = 0`` gives ``inf`` in the exact convention. Works on
+    arrays and traced values.
     """
     if convention == "exact":
-        return math.inf if beta == 0.0 else -math.log(beta) / lr
+        return decay_per_step(factor, xp) / lr
     if convention == "euler":
-        return (1.0 - beta) / lr
+        return (1.0 - factor) / lr
     raise ValueError(f"convention must be 'exact' or 'euler', got {convention!r}")

@@ -2,7 +2,7 @@
 
 Everything here is CPU-sized: an MLP on scikit-learn's digits and a one-layer transformer
 on modular addition, each with or without a normalization layer. A training run is a pure
-function of the array hyperparameters `Hyper` and a PRNG key, so whole grids of
+function of the array hyperparameters `KAdam` and a PRNG key, so whole grids of
 optimizers and seeds run as one ``jax.vmap``:
 
     θ_n = θ_{n-1} - η (u⁽ᵏ⁾_n + λ θ_{n-1}),   u⁽ᵏ⁾_n = cascade_step(hyper, state, ∇L_B(θ_{n-1}))
@@ -22,8 +22,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from ._discrete import cascade_step, init_state, parameter_step
-from ._optimizers import Hyper, KAdam
+from ._optimizers import KAdam, cascade_step, init_state, parameter_step, stack_specs
 from ._trajectory import PyTree
 
 tree_map = jax.tree_util.tree_map
@@ -239,9 +238,9 @@ def accuracy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels) & finite)
 
 
-def hyper_of(opt: KAdam) -> Hyper:
-    """``opt.hyper()`` in the training dtype (float32)."""
-    return tree_map(lambda a: jnp.asarray(a, DTYPE), opt.hyper())
+def hyper_of(opt: KAdam) -> KAdam:
+    """``opt`` with its numbers as arrays of the training dtype (float32)."""
+    return tree_map(lambda a: jnp.asarray(a, DTYPE), opt)
 
 
 def make_trainer(
@@ -252,7 +251,7 @@ def make_trainer(
     steps: int,
     batch_size: int | None = None,
     eval_every: int = 50,
-) -> Callable[[Hyper, jax.Array], tuple[jnp.ndarray, ...]]:
+) -> Callable[[KAdam, jax.Array], tuple[jnp.ndarray, ...]]:
     """A jitted ``train(hyper, key) -> (train_loss, train_acc, test_acc)`` (each ``(E,)``).
 
     ``key`` draws the initial parameters and the minibatches (indices with replacement;
@@ -277,7 +276,7 @@ def make_trainer(
     arrays = _data_arrays(data)
     jitted = jax.jit(run)
 
-    def train(hyper: Hyper, key: jax.Array) -> tuple[jnp.ndarray, ...]:
+    def train(hyper: KAdam, key: jax.Array) -> tuple[jnp.ndarray, ...]:
         return jitted(hyper, key, arrays)
 
     return train
@@ -303,7 +302,7 @@ def _training_run(
 
     grad_fn = jax.grad(loss_fn)
 
-    def run(hyper: Hyper, key: jax.Array, arrays: tuple[jnp.ndarray, ...]) -> Any:
+    def run(hyper: KAdam, key: jax.Array, arrays: tuple[jnp.ndarray, ...]) -> Any:
         x_train, y_train, x_eval, y_test = arrays
 
         def evaluate(flat: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
@@ -351,7 +350,7 @@ def evaluation_steps(steps: int, eval_every: int) -> np.ndarray:
 def train_many(
     model: Model,
     data: Dataset,
-    hypers: Hyper,
+    hypers: KAdam,
     keys: jax.Array,
     *,
     k: int,
@@ -393,14 +392,9 @@ def train_many(
     return TrainResult(evaluation_steps(steps, eval_every), loss, train_acc, test_acc)
 
 
-def stack_hypers(opts: list[KAdam]) -> Hyper:
-    """Stack specs with the same ``k`` into one `Hyper` with a leading config axis."""
-    if not opts:
-        raise ValueError("opts must contain at least one spec")
-    ks = {opt.k for opt in opts}
-    if len(ks) != 1:
-        raise ValueError(f"all specs must have the same k, got k in {sorted(ks)}")
-    return tree_map(lambda *leaves: jnp.stack(leaves), *[hyper_of(opt) for opt in opts])
+def stack_hypers(opts: list[KAdam]) -> KAdam:
+    """`stack_specs` in the training dtype (float32): one spec with a leading config axis."""
+    return hyper_of(stack_specs(opts))
 
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -432,18 +426,18 @@ def level_outputs(opt: KAdam, grads: jnp.ndarray) -> np.ndarray:
     ``grads`` has a leading step axis (``g_1, g_2, …``); the result has shape
     ``(k, steps, *grads.shape[1:])``. Level ``i`` depends only on levels below it, so
     ``u⁽ⁱ⁾`` is the output of the ``i``-level cascade with the first ``i`` of the
-    spec's (β, γ); level 1 is plain Adam with ``(β_1, γ_1)``.
+    spec's (β₁, β₂); level 1 is plain Adam with ``(β₁_1, β₂_1)``.
     """
     grads = jnp.asarray(grads)
     outputs = []
     for i in range(1, opt.k + 1):
-        lower = opt.replace(k=i, beta=opt.betas[:i], gamma=opt.gammas[:i])
-        outputs.append(_drive_cascade(i, lower.hyper(), grads))
+        lower = opt.replace(k=i, b1=opt.b1s[:i], b2=opt.b2s[:i])
+        outputs.append(_drive_cascade(i, lower, grads))
     return np.stack([np.asarray(u) for u in outputs])
 
 
 @jax.jit(static_argnums=0)
-def _drive_cascade(k: int, hyper: Hyper, grads: jnp.ndarray) -> jnp.ndarray:
+def _drive_cascade(k: int, hyper: KAdam, grads: jnp.ndarray) -> jnp.ndarray:
     def one_step(state: Any, grad: jnp.ndarray) -> Any:
         return cascade_step(hyper, state, grad)
 
@@ -507,22 +501,22 @@ def compare_kadam(
     ks: tuple[int, ...] = (1, 2, 3),
     normalize: tuple[bool, ...] = (False, True),
     lrs: tuple[float, ...] = (1e-3,),
-    beta: float = 0.9,
-    gamma: float = 0.999,
+    b1: float = 0.9,
+    b2: float = 0.999,
     weight_decay: float = 1e-2,
     steps: int = 600,
     eval_every: int = 100,
     n_seeds: int = 3,
     seed: int = 0,
 ) -> KAdamComparison:
-    """Train ``KAdam(lr, k, beta, gamma, weight_decay)`` for every k, normalization choice,
-    learning rate and seed (all levels share (β, γ)); seeds and learning rates of one
+    """Train ``KAdam(lr, k, b1, b2, weight_decay)`` for every k, normalization choice,
+    learning rate and seed (all levels share (β₁, β₂)); seeds and learning rates of one
     (k, normalize) pair share one compiled program."""
     keys = seed_keys(seed, n_seeds)
     losses, accuracies = [], []
     for k in ks:
         hypers = stack_hypers(
-            [KAdam(lr, k=k, beta=beta, gamma=gamma, weight_decay=weight_decay) for lr in lrs]
+            [KAdam(lr, k=k, b1=b1, b2=b2, weight_decay=weight_decay) for lr in lrs]
         )
         per_norm_loss, per_norm_acc = [], []
         for norm in normalize:
@@ -553,19 +547,19 @@ def compare_kadam(
 
 
 class PhaseAccuracy(NamedTuple):
-    """Final test accuracy of Adam(W) over a (β, γ) grid: shape ``(len(betas),
-    len(gammas), n_seeds)``; ``train_loss`` likewise (NaN where a run diverged)."""
+    """Final test accuracy of Adam(W) over a (β₁, β₂) grid: shape ``(len(b1s),
+    len(b2s), n_seeds)``; ``train_loss`` likewise (NaN where a run diverged)."""
 
-    betas: np.ndarray
-    gammas: np.ndarray
+    b1s: np.ndarray
+    b2s: np.ndarray
     test_accuracy: np.ndarray
     train_loss: np.ndarray
 
 
 def phase_accuracy(
     task: Task,
-    betas: Any,
-    gammas: Any,
+    b1s: Any,
+    b2s: Any,
     *,
     lr: float = 3e-3,
     weight_decay: float = 1e-2,
@@ -573,14 +567,14 @@ def phase_accuracy(
     n_seeds: int = 2,
     seed: int = 0,
 ) -> PhaseAccuracy:
-    """Train AdamW(lr, β, γ, λ) (without normalization layer) at every grid point and seed,
+    """Train AdamW(lr, β₁, β₂, λ) (without normalization layer) at every grid point and seed,
     as one vmapped call, and keep the final train loss and test accuracy."""
-    betas = np.asarray(betas, dtype=float)
-    gammas = np.asarray(gammas, dtype=float)
+    b1s = np.asarray(b1s, dtype=float)
+    b2s = np.asarray(b2s, dtype=float)
     opts = [
-        KAdam(lr, k=1, beta=float(b), gamma=float(g), weight_decay=weight_decay)
-        for b in betas
-        for g in gammas
+        KAdam(lr, k=1, b1=float(b), b2=float(g), weight_decay=weight_decay)
+        for b in b1s
+        for g in b2s
     ]
     result = train_many(
         task.model(False),
@@ -592,10 +586,10 @@ def phase_accuracy(
         batch_size=task.batch_size,
         eval_every=steps,
     )
-    shape = (len(betas), len(gammas), n_seeds)
+    shape = (len(b1s), len(b2s), n_seeds)
     return PhaseAccuracy(
-        betas,
-        gammas,
+        b1s,
+        b2s,
         result.test_accuracy[..., -1].reshape(shape),
         result.train_loss[..., -1].reshape(shape),
     )

@@ -4,7 +4,7 @@ A `Problem` gives the gradient of one optimizer step, ``grad(theta, key)``, wher
 is the PRNG key of that step (stochastic problems draw their mask or minibatch from it;
 deterministic ones ignore it). An optional ``gate(step)`` switches the gradient off:
 step ``n`` (counted from 1) uses ``grad(theta, key_n)`` where ``gate(n)`` is true and an
-exact zero elsewhere. Adam's update grows by ``β/√γ`` per step wherever a coordinate's
+exact zero elsewhere. Adam's update grows by ``β₁/√β₂`` per step wherever a coordinate's
 gradient is zero, so the problems differ in how often that happens:
 
 ======================  =====================================================  ===========
@@ -183,7 +183,7 @@ def sparse(dim: int = 32, p: float = 0.02, condition: float = 1.0, seed: int = 0
     :math:`g_{n,i} = \xi_{n,i}\,h_i(\theta_i-\theta^*_i)` with
     :math:`\xi_{n,i}\sim\mathrm{Bernoulli}(p)` drawn from the step's key. Between two
     draws a coordinate's gradient is exactly zero and Adam's update grows by
-    :math:`\beta/\sqrt\gamma` per step (THEORY.md §4). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
+    :math:`\beta_1/\sqrt\beta_2` per step (THEORY.md §4). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
     """
     dim = check_int("dim", dim, 1)
     p = _check_float("p", p, 0.0, 1.0, open_low=True)
@@ -213,7 +213,7 @@ def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
     :math:`L(\theta) = c\cdot\theta` with :math:`c_i = \mathrm{scale}\cdot 10^{-i}`
     (``i = 0..dim-1``); :math:`g_n = c` for :math:`n \le n_0` and :math:`0` after. Then
     :math:`\hat m_n/\sqrt{\hat v_n}` is exactly ``sign(c)`` up to ``n0``, and after it
-    :math:`|u|` changes by exactly :math:`\ln(\beta/\sqrt\gamma)` per step (up to the
+    :math:`|u|` changes by exactly :math:`\ln(\beta_1/\sqrt\beta_2)` per step (up to the
     bias-correction factors, which tend to 1) until :math:`\sqrt{\hat v}` falls to
     :math:`\varepsilon` (THEORY.md §4).
     """

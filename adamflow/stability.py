@@ -1,21 +1,21 @@
-r"""Numeric bounds on Adam's update and the stable region of (β, γ) (THEORY.md §4).
+r"""Numeric bounds on Adam's update and the stable region of (β₁, β₂) (THEORY.md §4).
 
 Fast, vectorised NumPy versions of the results `adamflow.symbolic` derives (the tests check
 them against the lambdified symbolic forms); this module does not import sympy.
 
-With :math:`w_j = (1-\beta)\beta^j` and :math:`c_j = (1-\gamma)\gamma^j`, Cauchy-Schwarz gives
+With :math:`w_j = (1-\beta_1)\beta_1^j` and :math:`c_j = (1-\beta_2)\beta_2^j`, Cauchy-Schwarz gives
 for every gradient sequence (raw moments, :math:`\varepsilon = 0`)
 
 .. math:: |m_n|/\sqrt{v_n} \le \sqrt{\textstyle\sum_{j<n} w_j^2/c_j},
 
 attained by :math:`g_{n-j} \propto w_j/c_j`. As :math:`n \to \infty` the bound is finite iff
-:math:`\gamma > \beta^2`, where it equals
-:math:`C(\beta,\gamma) = (1-\beta)/\sqrt{(1-\gamma)(1-\beta^2/\gamma)}`; outside, it grows by
-:math:`\beta/\sqrt\gamma` per step. ``beta = 0`` (no memory in the first moment) is bounded
-for every γ, including the corner ``beta = gamma = 0`` where :math:`|u| = 1`.
+:math:`\beta_2 > \beta_1^2`, where it equals
+:math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`; outside, it grows by
+:math:`\beta_1/\sqrt\beta_2` per step. ``b1 = 0`` (no memory in the first moment) is bounded
+for every β₂, including the corner ``b1 = b2 = 0`` where :math:`|u| = 1`.
 
 Every function takes scalars or arrays (broadcast together) and returns a Python scalar for
-scalar inputs, an array otherwise. ``beta`` and ``gamma`` must lie in [0, 1).
+scalar inputs, an array otherwise. ``b1`` and ``b2`` must lie in [0, 1).
 """
 
 from __future__ import annotations
@@ -54,33 +54,33 @@ def _result(array: np.ndarray) -> Any:
     return array.item() if array.ndim == 0 else array
 
 
-def _beta_gamma(beta: Any, gamma: Any) -> tuple[np.ndarray, np.ndarray]:
-    return np.broadcast_arrays(_unit_interval("beta", beta), _unit_interval("gamma", gamma))
+def _b1_b2(b1: Any, b2: Any) -> tuple[np.ndarray, np.ndarray]:
+    return np.broadcast_arrays(_unit_interval("b1", b1), _unit_interval("b2", b2))
 
 
-def is_stable(beta: Any, gamma: Any) -> Any:
-    r"""Whether the update is bounded for every gradient sequence: :math:`\gamma > \beta^2`
-    (or :math:`\beta = 0`)."""
-    beta, gamma = _beta_gamma(beta, gamma)
-    return _result((gamma > beta**2) | (beta == 0.0))
+def is_stable(b1: Any, b2: Any) -> Any:
+    r"""Whether the update is bounded for every gradient sequence: :math:`\beta_2 > \beta_1^2`
+    (or :math:`\beta_1 = 0`)."""
+    b1, b2 = _b1_b2(b1, b2)
+    return _result((b2 > b1**2) | (b1 == 0.0))
 
 
-def update_bound(beta: Any, gamma: Any, n: int | None = None) -> Any:
+def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
     r"""The worst case of :math:`|m_n|/\sqrt{v_n}` over all gradient sequences.
 
-    ``n=None``: :math:`C(\beta,\gamma) = (1-\beta)/\sqrt{(1-\gamma)(1-\beta^2/\gamma)}` in the
+    ``n=None``: :math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}` in the
     stable region, ``inf`` outside. ``n`` (an integer >= 1): the bound after ``n`` steps,
-    :math:`\sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta}{\sqrt{1-\gamma}}
-    \sqrt{(r^n - 1)/(r - 1)}`, :math:`r = \beta^2/\gamma` (:math:`\sqrt n` factor at
+    :math:`\sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta_1}{\sqrt{1-\beta_2}}
+    \sqrt{(r^n - 1)/(r - 1)}`, :math:`r = \beta_1^2/\beta_2` (:math:`\sqrt n` factor at
     :math:`r = 1`), finite everywhere.
     """
-    beta, gamma = _beta_gamma(beta, gamma)
-    scale = (1.0 - beta) / np.sqrt(1.0 - gamma)
+    b1, b2 = _b1_b2(b1, b2)
+    scale = (1.0 - b1) / np.sqrt(1.0 - b2)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # log r = 2 log(beta) - log(gamma); beta = 0 leaves only the j = 0 term.
-        log_r = np.where(beta > 0.0, 2.0 * np.log(beta) - np.log(gamma), -np.inf)
+        # log r = 2 log(b1) - log(b2); b1 = 0 leaves only the j = 0 term.
+        log_r = np.where(b1 > 0.0, 2.0 * np.log(b1) - np.log(b2), -np.inf)
         if n is None:
-            stable = (gamma > beta**2) | (beta == 0.0)  # the same test as is_stable
+            stable = (b2 > b1**2) | (b1 == 0.0)  # the same test as is_stable
             series = np.where(stable, -1.0 / np.expm1(log_r), np.inf)
         else:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -91,38 +91,38 @@ def update_bound(beta: Any, gamma: Any, n: int | None = None) -> Any:
     return _result(scale * np.sqrt(series))
 
 
-def growth_rate(beta: Any, gamma: Any) -> Any:
-    r"""Per-step log growth of the bound, :math:`\max(0, \ln(\beta/\sqrt\gamma))`: zero in the
-    stable region, ``inf`` for ``gamma = 0 < beta``. In time :math:`t = n\eta` the rate is this
+def growth_rate(b1: Any, b2: Any) -> Any:
+    r"""Per-step log growth of the bound, :math:`\max(0, \ln(\beta_1/\sqrt\beta_2))`: zero in the
+    stable region, ``inf`` for ``b2 = 0 < b1``. In time :math:`t = n\eta` the rate is this
     divided by η, :math:`b/2 - a` in the exact-decay convention."""
-    beta, gamma = _beta_gamma(beta, gamma)
-    with np.errstate(divide="ignore", invalid="ignore"):  # beta = gamma = 0 -> nan -> 0
-        rate = np.log(beta) - 0.5 * np.log(gamma)
+    b1, b2 = _b1_b2(b1, b2)
+    with np.errstate(divide="ignore", invalid="ignore"):  # b1 = b2 = 0 -> nan -> 0
+        rate = np.log(b1) - 0.5 * np.log(b2)
     return _result(np.where(np.isnan(rate) | (rate < 0.0), 0.0, rate))
 
 
 def eps_capped_amplification(
-    beta: Any, gamma: Any, grad_scale: Any, eps: Any, *, sharp: bool = False
+    b1: Any, b2: Any, grad_scale: Any, eps: Any, *, sharp: bool = False
 ) -> Any:
     r"""Largest update of a coordinate whose gradient of size ``grad_scale`` = G switches off
-    (moments in equilibrium before, bias corrections ≈ 1): the growth by β/√γ per step stops
+    (moments in equilibrium before, bias corrections ≈ 1): the growth by β₁/√β₂ per step stops
     once :math:`\sqrt{\hat v}` reaches ε.
 
-    With :math:`p = 2\ln(1/\beta)/\ln(1/\gamma)` (:math:`p < 1` iff :math:`\gamma < \beta^2`):
+    With :math:`p = 2\ln(1/\beta_1)/\ln(1/\beta_2)` (:math:`p < 1` iff :math:`\beta_2 < \beta_1^2`):
     ``sharp=False`` gives THEORY.md's estimate :math:`(G/\varepsilon)^{1-p}`; ``sharp=True``
     the exact maximum over continuous steps, :math:`p^p(1-p)^{1-p}(G/\varepsilon)^{1-p}`
-    (a factor 1/2 to 1 below), reached at :math:`\gamma^{\nu/2} = p\varepsilon/((1-p)G)`.
+    (a factor 1/2 to 1 below), reached at :math:`\beta_2^{\nu/2} = p\varepsilon/((1-p)G)`.
     Where there is no growth (stable region, or the peak would come before the switch-off)
     the largest update is the first, :math:`G/(G+\varepsilon)`, and that is returned.
     """
-    beta, gamma = _beta_gamma(beta, gamma)
+    b1, b2 = _b1_b2(b1, b2)
     G = _positive("grad_scale", grad_scale)
     eps = _positive("eps", eps)
-    beta, gamma, G, eps = np.broadcast_arrays(beta, gamma, G, eps)
+    b1, b2, G, eps = np.broadcast_arrays(b1, b2, G, eps)
     first = G / (G + eps)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        p = np.log(beta) / (0.5 * np.log(gamma))  # beta = 0 -> inf; gamma = 0 -> 0
-        p = np.where(beta == 0.0, np.inf, p)
+        p = np.log(b1) / (0.5 * np.log(b2))  # b1 = 0 -> inf; b2 = 0 -> 0
+        p = np.where(b1 == 0.0, np.inf, p)
         growing = p < 1.0
         q = np.where(growing, 1.0 - p, 1.0)
         p_safe = np.where(growing, p, 0.0)

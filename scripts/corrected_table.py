@@ -1,7 +1,7 @@
 """Leading vs corrected flow against discrete Adam on a 1-D non-convex loss (issue [corrected]).
 
 Prints |θ_K − θ(K·lr)| at t = 8 (and the largest error along the path) for lr from 5e-2
-to 5e-4 with β = 0.99, γ = 0.999, next to the gradient evaluations each used; then the
+to 5e-4 with β₁ = 0.99, β₂ = 0.999, next to the gradient evaluations each used; then the
 cost of the corrected flow at the tolerance that matches the discrete run to 1e-4.
 
     python scripts/corrected_table.py [--json out.json]
@@ -25,7 +25,7 @@ def main() -> None:
 
     rows = _corrected.accuracy_table()
     print(
-        f"Adam(beta=0.99, gamma=0.999) on nonconvex_1d from 0, t = {_corrected.TABLE_T1}; "
+        f"Adam(b1=0.99, b2=0.999) on nonconvex_1d from 0, t = {_corrected.TABLE_T1}; "
         "errors |theta_K - theta(K lr)| (max over the path in brackets)"
     )
     header = (

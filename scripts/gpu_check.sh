@@ -2,7 +2,7 @@
 # One prepared check for a machine with a GPU (nothing else in adamflow needs one):
 #   1. print the JAX devices, and fail clearly when JAX sees no GPU;
 #   2. run the test suite there (python -m pytest -q -x);
-#   3. run the GPU-scale benchmark (a 256 x 256 (beta, gamma) grid, 10^4 steps, the sparse
+#   3. run the GPU-scale benchmark (a 256 x 256 (b1, b2) grid, 10^4 steps, the sparse
 #      problem in 10^3 dimensions): absolute times and element-steps per second of the
 #      phase-diagram sweep and of the minimal kernel, and one optax loop point.
 # Results (JSON and this log) go to "$OUT" when it is set.

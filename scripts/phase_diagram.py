@@ -1,11 +1,11 @@
-"""Map where Adam's (β, γ) are stable: run the grid, write the figure, data and sidecar.
+"""Map where Adam's (β₁, β₂) are stable: run the grid, write the figure, data and sidecar.
 
     python scripts/phase_diagram.py                      # default sparse problem, 40 x 40
     python scripts/phase_diagram.py --problem switch_off --grid 30
-    python scripts/phase_diagram.py --beta-range 0.5 0.999 --gamma-range 0.1 0.9999 \\
+    python scripts/phase_diagram.py --b1-range 0.5 0.999 --b2-range 0.1 0.9999 \\
         --spacing log --steps 4000 --out /tmp/maps --resume
 
-Writes ``<out>/phase_diagram.png``, ``phase_diagram.npz`` (arrays indexed [beta, gamma];
+Writes ``<out>/phase_diagram.png``, ``phase_diagram.npz`` (arrays indexed [b1, b2];
 read back with ``adamflow._phase.load_phase_diagram``) and ``phase_diagram.json`` (every
 parameter, the seed, the package version, the summary), then prints a short summary.
 Finished chunks are checkpointed in ``<out>/.phase_diagram_checkpoint/``: after an
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from adamflow import problems
     from adamflow._phase import (
-        DEFAULT_BETA_RANGE,
-        DEFAULT_GAMMA_RANGE,
+        DEFAULT_B1_RANGE,
+        DEFAULT_B2_RANGE,
         DEFAULT_GRID,
         DYNAMICS,
     )
@@ -37,26 +37,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--problem", choices=sorted(problems.PROBLEMS), default="sparse")
     parser.add_argument("--grid", type=int, default=DEFAULT_GRID, help="N: an N x N grid")
     parser.add_argument(
-        "--beta-range",
+        "--b1-range",
         nargs=2,
         type=float,
-        default=DEFAULT_BETA_RANGE,
+        default=DEFAULT_B1_RANGE,
         metavar=("LOW", "HIGH"),
-        help="first and last β, in [0, 1)",
+        help="first and last β₁, in [0, 1)",
     )
     parser.add_argument(
-        "--gamma-range",
+        "--b2-range",
         nargs=2,
         type=float,
-        default=DEFAULT_GAMMA_RANGE,
+        default=DEFAULT_B2_RANGE,
         metavar=("LOW", "HIGH"),
-        help="first and last γ, in [0, 1)",
+        help="first and last β₂, in [0, 1)",
     )
     parser.add_argument(
         "--spacing",
         choices=("log", "linear"),
         default="log",
-        help="log: space 1-β and 1-γ logarithmically (default); linear: β and γ evenly",
+        help="log: space 1-β₁ and 1-β₂ logarithmically (default); linear: β₁ and β₂ evenly",
     )
     parser.add_argument("--steps", type=int, default=None, help="steps per cell")
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
@@ -82,15 +82,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     steps = args.steps if args.steps is not None else run["steps"]
     lr = args.lr if args.lr is not None else run["lr"]
     # Bad input fails here, before anything is compiled.
-    betas = grid(*args.beta_range, args.grid, spacing=args.spacing)
-    gammas = grid(*args.gamma_range, args.grid, spacing=args.spacing)
+    b1s = grid(*args.b1_range, args.grid, spacing=args.spacing)
+    b2s = grid(*args.b2_range, args.grid, spacing=args.spacing)
     checkpoint = args.out / ".phase_diagram_checkpoint"
     if not args.resume:
         clear_checkpoint(checkpoint)
     diagram = phase_diagram(
         problems.get(args.problem),
-        betas,
-        gammas,
+        b1s,
+        b2s,
         steps=steps,
         lr=lr,
         seed=args.seed,
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(
         f"{summary['cells']} cells ({args.grid} x {args.grid}), problem '{args.problem}', "
         f"{steps} steps, {args.dynamics}\n"
-        f"agreement with γ > β²: {100 * summary['agreement']:.2f}% of "
+        f"agreement with β₂ > β₁²: {100 * summary['agreement']:.2f}% of "
         f"{summary['decided_cells']} decided cells ({summary['disagreements']} disagree)\n"
         f"ε-cap band: {summary['band_cells']} cells; diverged: {summary['diverged_cells']}\n"
         f"time: {summary['elapsed_s']:.1f} s sweep, {summary['total_s']:.1f} s total\n"

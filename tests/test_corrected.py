@@ -22,7 +22,7 @@ TOL = dict(rtol=1e-11, atol=1e-13)
 
 
 def spec(k=1, lr=0.01, weight_decay=0.0):
-    return af.KAdam(lr, k=k, beta=0.85, gamma=0.98, weight_decay=weight_decay)
+    return af.KAdam(lr, k=k, b1=0.85, b2=0.98, weight_decay=weight_decay)
 
 
 # ----------------------------------------------------------------------------- the lags
@@ -32,13 +32,13 @@ def test_lag_is_the_difference_of_mean_delays():
     # Independent of the closed form: the discrete average of gradients read at step starts
     # is sum_j (1-b) b^j (j+1) lr old; the kernel a e^{-as} is 1/a old.
     lr = 0.01
-    for beta in (0.5, 0.85, 0.9, 0.99):
+    for b1 in (0.5, 0.85, 0.9, 0.99):
         j = np.arange(20000)
-        discrete_delay = lr * np.sum((1 - beta) * beta**j * (j + 1))
-        kernel_delay = lr / math.log(1 / beta)
-        assert _corrected.lag(beta, lr) == pytest.approx(discrete_delay - kernel_delay, rel=1e-9)
+        discrete_delay = lr * np.sum((1 - b1) * b1**j * (j + 1))
+        kernel_delay = lr / math.log(1 / b1)
+        assert _corrected.lag(b1, lr) == pytest.approx(discrete_delay - kernel_delay, rel=1e-9)
         # Upper levels average the end-of-step output: one step less old.
-        assert _corrected.lead(beta, lr) == pytest.approx(
+        assert _corrected.lead(b1, lr) == pytest.approx(
             discrete_delay - lr - kernel_delay, rel=1e-9
         )
     assert _corrected.lag(1 - 1e-6, lr) / lr == pytest.approx(0.5, abs=1e-6)
@@ -66,7 +66,7 @@ def test_corrected_flow_is_second_order_for_adam_and_adamw(weight_decay):
 def test_corrected_flow_is_second_order_for_two_level_kadam():
     # Level 2 averages u⁽¹⁾, which moves on the scale of a few steps while level 1's bias
     # correction settles; the sampled and the continuous averages of that transient differ
-    # by O(lr·(ln γ/β)²) and level 2 remembers it for 1/b = 50 steps. At T = 0.5 that
+    # by O(lr·(ln β₂/β₁)²) and level 2 remembers it for 1/b = 50 steps. At T = 0.5 that
     # pre-asymptotic term dominates for lr >= 0.005 (fitted order 1.05 over 0.02..0.0025,
     # while already 500x below the leading flow), so the order is fitted below it.
     opt = spec(k=2)
@@ -85,8 +85,8 @@ def test_corrected_flow_is_second_order_for_two_level_kadam():
 
 def test_order_test_catches_missing_lags(monkeypatch):
     # Without the lags (δ = δ' = 0) only the θ correction is left and the flow is first order.
-    monkeypatch.setattr(_corrected, "lag", lambda beta, lr, xp=None: 0.0)
-    monkeypatch.setattr(_corrected, "lead", lambda beta, lr, xp=None: 0.0)
+    monkeypatch.setattr(_corrected, "lag", lambda b1, lr, xp=None: 0.0)
+    monkeypatch.setattr(_corrected, "lead", lambda b1, lr, xp=None: 0.0)
     fit = af.convergence_order(
         spec(), far_quadratic, THETA0, LRS[:3], t1=T1, order="corrected", **TOL
     )
@@ -171,7 +171,7 @@ def test_tanh_network_near_zero_gradients_flag_a_large_validity():
     loss, theta0 = tanh_net_problem()
     g0 = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(jax.grad(loss)(theta0))])
     assert np.min(np.abs(g0)) < 1e-4  # the premise: coordinates start near zero
-    opt = af.Adam(0.005, beta=0.85, gamma=0.98)
+    opt = af.Adam(0.005, b1=0.85, b2=0.98)
     steps = 100
     kwargs = dict(save_every=steps, backend="scipy", rtol=1e-9, atol=1e-12)
     lead = compare(opt, loss, theta0, steps, **kwargs)
@@ -193,8 +193,8 @@ def test_refuses_what_it_cannot_integrate():
         af.integrate(af.KAdam(0.01, k=3), far_quadratic, THETA0, steps=2, order="corrected")
     with pytest.raises(ValueError, match="convention='exact'"):
         af.integrate(spec(), far_quadratic, THETA0, steps=2, order="corrected", convention="euler")
-    with pytest.raises(ValueError, match="beta in"):
-        af.integrate(af.Adam(0.01, beta=0.0), far_quadratic, THETA0, steps=2, order="corrected")
+    with pytest.raises(ValueError, match="b1 in"):
+        af.integrate(af.Adam(0.01, b1=0.0), far_quadratic, THETA0, steps=2, order="corrected")
 
     def numpy_grad(theta):
         return np.asarray(jax.grad(far_quadratic)(jnp.asarray(theta)))  # a NumPy array out

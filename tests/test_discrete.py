@@ -37,9 +37,9 @@ def optax_run(tx, params, steps):
 @pytest.mark.parametrize(
     "opt, tx",
     [
-        (af.Adam(1e-2, beta=0.8, gamma=0.95), optax.adam(1e-2, b1=0.8, b2=0.95)),
+        (af.Adam(1e-2, b1=0.8, b2=0.95), optax.adam(1e-2, b1=0.8, b2=0.95)),
         (
-            af.AdamW(1e-2, beta=0.9, gamma=0.99, weight_decay=0.1),
+            af.AdamW(1e-2, b1=0.9, b2=0.99, weight_decay=0.1),
             optax.adamw(1e-2, b1=0.9, b2=0.99, weight_decay=0.1),
         ),
     ],

@@ -29,9 +29,9 @@ def assert_first_order(fit):
 @pytest.mark.parametrize(
     "opt",
     [
-        af.Adam(0.01, beta=0.85, gamma=0.98),
-        af.AdamW(0.01, beta=0.85, gamma=0.98, weight_decay=0.05),
-        af.KAdam(0.01, k=2, beta=0.85, gamma=0.98),
+        af.Adam(0.01, b1=0.85, b2=0.98),
+        af.AdamW(0.01, b1=0.85, b2=0.98, weight_decay=0.05),
+        af.KAdam(0.01, k=2, b1=0.85, b2=0.98),
     ],
     ids=["adam", "adamw", "kadam2"],
 )
@@ -48,7 +48,7 @@ def test_leading_flow_converges_at_order_one(opt):
 def test_order_band_catches_a_missing_bias_correction(monkeypatch):
     # The order test must be able to fail: drop the bias correction and it does.
     monkeypatch.setattr(_flows, "_bias_corrected", lambda m, drive, rate, t, xp: m + 1e-300)
-    opt = af.Adam(0.01, beta=0.85, gamma=0.98)
+    opt = af.Adam(0.01, b1=0.85, b2=0.98)
     fit = af.convergence_order(opt, smooth_loss, THETA0, LRS[:3], t1=0.5, backend="scipy")
     with pytest.raises(AssertionError):
         assert_first_order(fit)
@@ -56,10 +56,10 @@ def test_order_band_catches_a_missing_bias_correction(monkeypatch):
 
 
 def test_mismatched_kernel_weight_does_not_converge(monkeypatch):
-    # THEORY §2 pitfall: decay ln(1/β)/η with weight (1-β)/η is not normalised; its error
+    # THEORY §2 pitfall: decay ln(1/β₁)/η with weight (1-β₁)/η is not normalised; its error
     # stays O(1) as lr shrinks. Reproduce it by scaling the EMA increment.
     real = _flows._rules.ema_increment
-    opt = af.Adam(0.01, beta=0.9, gamma=0.99)
+    opt = af.Adam(0.01, b1=0.9, b2=0.99)
     ratio = (1 - 0.9) / -np.log(0.9)
 
     def mismatched(moment, drive, weight):
@@ -72,7 +72,7 @@ def test_mismatched_kernel_weight_does_not_converge(monkeypatch):
 
 
 def test_diffrax_and_scipy_agree_in_tolerance_units():
-    opt = af.KAdam(0.01, k=2, beta=0.9, gamma=0.99, weight_decay=0.01)
+    opt = af.KAdam(0.01, k=2, b1=0.9, b2=0.99, weight_decay=0.01)
     kwargs = dict(steps=50, rtol=1e-8, atol=1e-10, save_steps=[0, 10, 25, 50])
     a = af.integrate(opt, smooth_loss, THETA0, backend="diffrax", **kwargs)
     b = af.integrate(opt, smooth_loss, THETA0, backend="scipy", solver="DOP853", **kwargs)
@@ -86,7 +86,7 @@ def test_diffrax_and_scipy_agree_in_tolerance_units():
 
 
 def test_scipy_implicit_method_and_numpy_gradient():
-    opt = af.Adam(0.01, beta=0.9, gamma=0.99)
+    opt = af.Adam(0.01, b1=0.9, b2=0.99)
     ref = af.integrate(opt, None, np.array([1.0, -2.0]), grad=lambda p: 2 * p, steps=30)
     calls = []
 
@@ -114,7 +114,7 @@ def test_scipy_implicit_method_and_numpy_gradient():
 
 
 def test_no_nan_at_t_to_zero_and_update_limit():
-    opt = af.AdamW(0.01, beta=0.9, gamma=0.999, weight_decay=0.1, eps=1e-8)
+    opt = af.AdamW(0.01, b1=0.9, b2=0.999, weight_decay=0.1, eps=1e-8)
     traj = af.integrate(opt, smooth_loss, THETA0, steps=5, save_steps=[0, 1e-9, 1e-4, 0.01, 1])
     assert traj.success
     for leaf in [traj.theta["w"], traj.u["w"], traj.m[0]["w"], traj.v[0]["w"]]:
@@ -125,8 +125,8 @@ def test_no_nan_at_t_to_zero_and_update_limit():
     np.testing.assert_allclose(traj.u["w"][1], traj.u["w"][0], atol=1e-6)
 
 
-def test_beta_zero_has_no_memory_and_tracks_discrete():
-    opt = af.Adam(0.005, beta=0.0, gamma=0.99)
+def test_b1_zero_has_no_memory_and_tracks_discrete():
+    opt = af.Adam(0.005, b1=0.0, b2=0.99)
     cmp = af.compare(opt, smooth_loss, THETA0, 100)
     assert cmp.flow.success and cmp.relative_error < 0.02
     assert np.all(cmp.flow.m[0]["w"] == 0)  # the first moment is not a state when a = inf

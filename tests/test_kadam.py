@@ -55,13 +55,13 @@ def assert_paths_close(path, reference, rtol=1e-12, atol=1e-13):
 
 
 def test_adam_as_optax_equals_optax_adam():
-    ours = optax_run(Adam(0.05, beta=0.8, gamma=0.95, eps=1e-7).as_optax(), THETA0, 60)
+    ours = optax_run(Adam(0.05, b1=0.8, b2=0.95, eps=1e-7).as_optax(), THETA0, 60)
     ref = optax_run(optax.adam(0.05, b1=0.8, b2=0.95, eps=1e-7), THETA0, 60)
     assert_paths_close(ours, ref)
 
 
 def test_adamw_as_optax_equals_optax_adamw():
-    ours = optax_run(AdamW(0.05, beta=0.9, gamma=0.99, weight_decay=0.3).as_optax(), THETA0, 60)
+    ours = optax_run(AdamW(0.05, b1=0.9, b2=0.99, weight_decay=0.3).as_optax(), THETA0, 60)
     ref = optax_run(optax.adamw(0.05, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.3), THETA0, 60)
     assert_paths_close(ours, ref)
     # The decay matters: without it the paths differ far beyond round-off.
@@ -72,8 +72,8 @@ def test_adamw_as_optax_equals_optax_adamw():
 @pytest.mark.parametrize(
     "opt",
     [
-        KAdam(0.03, k=2, beta=0.9, gamma=0.99, weight_decay=0.1),
-        KAdam(0.03, k=3, beta=(0.9, 0.8, 0.5), gamma=(0.999, 0.9, 0.7), eps=1e-6),
+        KAdam(0.03, k=2, b1=0.9, b2=0.99, weight_decay=0.1),
+        KAdam(0.03, k=3, b1=(0.9, 0.8, 0.5), b2=(0.999, 0.9, 0.7), eps=1e-6),
     ],
 )
 def test_kadam_as_optax_equals_run_discrete(opt):
@@ -83,7 +83,7 @@ def test_kadam_as_optax_equals_run_discrete(opt):
 
 
 def test_as_optax_under_jit_vmap_and_chain():
-    opt = KAdam(0.02, k=2, beta=0.9, gamma=0.99, weight_decay=0.05)
+    opt = KAdam(0.02, k=2, b1=0.9, b2=0.99, weight_decay=0.05)
     tx = opt.as_optax()
     grad_fn = jax.grad(loss)
     # jit of a single update gives the same numbers as the eager call.
@@ -127,44 +127,44 @@ def test_as_optax_requires_params_with_weight_decay():
 
 
 def test_bound_is_attained_by_the_worst_sequence():
-    """The reference C(β, γ) is the sharp worst case: the sequence g_{n-j} ∝ w_j/c_j drives
-    |û_n| to sqrt(Σ_{j<n} w_j²/c_j)·sqrt(1-γⁿ)/(1-βⁿ) exactly (ε = 0), which tends to C."""
-    beta, gamma, n = 0.9, 0.99, 1500
+    """The reference C(β₁, β₂) is the sharp worst case: the sequence g_{n-j} ∝ w_j/c_j drives
+    |û_n| to sqrt(Σ_{j<n} w_j²/c_j)·sqrt(1-β₂ⁿ)/(1-β₁ⁿ) exactly (ε = 0), which tends to C."""
+    b1, b2, n = 0.9, 0.99, 1500
     j = np.arange(n)[::-1]  # g_i for i = 1..n has j = n - i
-    grads = ((1 - beta) / (1 - gamma) * (beta / gamma) ** j)[:, None]
-    u = level_outputs(KAdam(1.0, k=1, beta=beta, gamma=gamma, eps=0.0), grads)[0, -1, 0]
-    expected = update_bound(beta, gamma, n) * np.sqrt(1 - gamma**n) / (1 - beta**n)
+    grads = ((1 - b1) / (1 - b2) * (b1 / b2) ** j)[:, None]
+    u = level_outputs(KAdam(1.0, k=1, b1=b1, b2=b2, eps=0.0), grads)[0, -1, 0]
+    expected = update_bound(b1, b2, n) * np.sqrt(1 - b2**n) / (1 - b1**n)
     assert u == pytest.approx(expected, rel=1e-10)
-    assert u == pytest.approx(update_bound(beta, gamma), rel=1e-6)
+    assert u == pytest.approx(update_bound(b1, b2), rel=1e-6)
 
 
 @pytest.mark.parametrize(
-    "gammas",
+    "b2s",
     [(0.5, 0.999), (0.5, 0.5, 0.999), (0.6, 0.99)],
 )
-def test_stable_top_level_bounds_kadam_update(gammas):
-    """THEORY §4: |u⁽ᵏ⁾| ≤ C(β_k, γ_k) although level 1 (plain Adam with γ_1 < β²) explodes
+def test_stable_top_level_bounds_kadam_update(b2s):
+    """THEORY §4: |u⁽ᵏ⁾| ≤ C(β₁_k, β₂_k) although level 1 (plain Adam with β₂_1 < β₁²) explodes
     on a gradient that switches off."""
-    beta = 0.9
+    b1 = 0.9
     grads = switched_off_gradients(700, 200, 12, scale=1e-2, seed=3)
-    opt = KAdam(1e-3, k=len(gammas), beta=beta, gamma=gammas)
+    opt = KAdam(1e-3, k=len(b2s), b1=b1, b2=b2s)
     outputs = level_outputs(opt, grads)
-    bound = update_bound(beta, gammas[-1])
+    bound = update_bound(b1, b2s[-1])
     assert np.isfinite(bound)
     assert np.all(np.isfinite(outputs))
     assert np.abs(outputs[-1]).max() <= bound * (1 + 1e-12)
-    # Level 1 is plain Adam with (β, γ_1), and it is unbounded: far above the top bound.
-    plain = level_outputs(Adam(1e-3, beta=beta, gamma=gammas[0]), grads)[0]
+    # Level 1 is plain Adam with (β₁, β₂_1), and it is unbounded: far above the top bound.
+    plain = level_outputs(Adam(1e-3, b1=b1, b2=b2s[0]), grads)[0]
     np.testing.assert_array_equal(outputs[0], plain)
     assert np.abs(plain).max() > 100 * bound
 
 
 def test_unstable_top_level_is_not_bounded():
     """The converse: with the unstable level on top, the output leaves C of the lower one."""
-    beta = 0.9
+    b1 = 0.9
     grads = switched_off_gradients(700, 200, 12, scale=1e-2, seed=3)
-    outputs = level_outputs(KAdam(1e-3, k=2, beta=beta, gamma=(0.5, 0.5)), grads)
-    assert np.abs(outputs[-1]).max() > 2 * update_bound(beta, 0.999)
+    outputs = level_outputs(KAdam(1e-3, k=2, b1=b1, b2=(0.5, 0.5)), grads)
+    assert np.abs(outputs[-1]).max() > 2 * update_bound(b1, 0.999)
 
 
 def test_switched_off_gradients_shape_and_zeros():
@@ -184,7 +184,7 @@ def test_trainer_equals_optax_loop_and_vmaps_over_hypers():
     data = digits_dataset(0)
     model = mlp(64, 8, 10)
     steps = 40
-    opts = [KAdam(3e-3, k=2, weight_decay=1e-2), KAdam(1e-2, k=2, beta=0.8, weight_decay=0.0)]
+    opts = [KAdam(3e-3, k=2, weight_decay=1e-2), KAdam(1e-2, k=2, b1=0.8, weight_decay=0.0)]
     keys = seed_keys(0, 1)
     grid = train_many(model, data, stack_hypers(opts), keys, k=2, steps=steps, eval_every=20)
     assert grid.test_accuracy.shape == (2, 1, 2)

@@ -27,7 +27,7 @@ def mlp_problem():
 
 @pytest.fixture(scope="module")
 def adamw_run(mlp_problem):
-    opt = AdamW(0.01, beta=0.9, gamma=0.999, weight_decay=0.2)
+    opt = AdamW(0.01, b1=0.9, b2=0.999, weight_decay=0.2)
     grad = mlp_problem.minibatch_grad(32)
     return record_norm_dynamics(opt, grad, mlp_problem.theta0, 600, seed=1)
 

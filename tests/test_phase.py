@@ -1,5 +1,5 @@
-"""Phase diagrams (THEORY.md §4): the measured stable region against γ > β², the growth
-ln(β/√γ), the continuous flow, sharding, checkpoints, divergence and the baselines."""
+"""Phase diagrams (THEORY.md §4): the measured stable region against β₂ > β₁², the growth
+ln(β₁/√β₂), the continuous flow, sharding, checkpoints, divergence and the baselines."""
 
 from __future__ import annotations
 
@@ -29,21 +29,21 @@ from adamflow._phase_baselines import element_steps, minimal_kernel, optax_loop_
 ROOT = Path(__file__).resolve().parent.parent
 SPARSE = problems.sparse()  # one object, so compiled sweeps are reused across tests
 TINY = {"steps": 300, "lr": 1e-2, "progress": False}
-TINY_BETAS = np.array([0.5, 0.8, 0.9, 0.99, 0.999])
-TINY_GAMMAS = np.array([0.1, 0.9, 0.99, 0.999])
+TINY_B1S = np.array([0.5, 0.8, 0.9, 0.99, 0.999])
+TINY_B2S = np.array([0.1, 0.9, 0.99, 0.999])
 
 
 @pytest.fixture(scope="module")
 def sparse_map() -> PhaseDiagram:
     """A reduced default map: 12 x 12 log grid, 1500 steps."""
-    betas, gammas = default_grid(12)
-    return phase_diagram(SPARSE, betas, gammas, steps=1500, lr=1e-2, progress=False)
+    b1s, b2s = default_grid(12)
+    return phase_diagram(SPARSE, b1s, b2s, steps=1500, lr=1e-2, progress=False)
 
 
-def test_sparse_map_agrees_with_gamma_greater_than_beta_squared(sparse_map: PhaseDiagram) -> None:
+def test_sparse_map_agrees_with_b2_greater_than_b1_squared(sparse_map: PhaseDiagram) -> None:
     d = sparse_map
-    beta, gamma = np.meshgrid(d.betas, d.gammas, indexing="ij")
-    np.testing.assert_array_equal(d.theory_stable, gamma > beta**2)
+    b1, b2 = np.meshgrid(d.b1s, d.b2s, indexing="ij")
+    np.testing.assert_array_equal(d.theory_stable, b2 > b1**2)
     assert d.agreement >= 0.99
     assert d.band_cells < 0.25 * d.cells  # most cells are decidable
     assert not d.band[d.theory_stable].any()  # the band lies on the unstable side
@@ -53,22 +53,22 @@ def test_sparse_map_agrees_with_gamma_greater_than_beta_squared(sparse_map: Phas
     assert decided_unstable.sum() >= 10
     assert np.log10(d.max_update[decided_unstable]).min() > 2
     assert np.log10(d.max_update).max() > 20
-    # The measured growth per silent step follows ln(β/√γ) (sign everywhere, size roughly).
+    # The measured growth per silent step follows ln(β₁/√β₂) (sign everywhere, size roughly).
     measured = np.isfinite(d.growth_rate) & (np.abs(d.theory_growth) > 0.01)
     assert np.all(np.sign(d.growth_rate[measured]) == np.sign(d.theory_growth[measured]))
     np.testing.assert_allclose(
         d.growth_rate[decided_unstable], d.theory_growth[decided_unstable], rtol=0.1
     )
-    np.testing.assert_allclose(d.theory_growth, theory_growth(beta, gamma))
+    np.testing.assert_allclose(d.theory_growth, theory_growth(b1, b2))
     assert np.all(np.isfinite(d.final_loss))
 
 
-def test_switch_off_growth_is_ln_beta_over_sqrt_gamma_within_two_percent() -> None:
+def test_switch_off_growth_is_ln_b1_over_sqrt_b2_within_two_percent() -> None:
     n0 = 1000
-    betas = grid(0.5, 0.99, 8)  # β^n0 ≤ 4e-5: the bias corrections have settled
-    gammas = grid(0.1, 0.999, 8)
+    b1s = grid(0.5, 0.99, 8)  # β₁^n0 ≤ 4e-5: the bias corrections have settled
+    b2s = grid(0.1, 0.999, 8)
     d = phase_diagram(
-        problems.switch_off(n0=n0), betas, gammas, steps=n0 + 1000, lr=1e-2, progress=False
+        problems.switch_off(n0=n0), b1s, b2s, steps=n0 + 1000, lr=1e-2, progress=False
     )
     unstable = ~d.theory_stable & ~d.band
     assert unstable.sum() >= 15
@@ -86,8 +86,8 @@ def test_continuous_flow_has_the_same_boundary_as_the_discrete_optimizer(
     discrete = sparse_map
     flow = phase_diagram(
         SPARSE,
-        discrete.betas,
-        discrete.gammas,
+        discrete.b1s,
+        discrete.b2s,
         steps=1500,
         lr=1e-2,
         dynamics="continuous",
@@ -110,15 +110,15 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
         raise AssertionError("compiled despite bad input")
 
     monkeypatch.setattr(_phase, "_compile_chunk_fn", no_compile)
-    good = {"betas": [0.5, 0.9], "gammas": [0.9, 0.99], "steps": 10, "lr": 0.1}
+    good = {"b1s": [0.5, 0.9], "b2s": [0.9, 0.99], "steps": 10, "lr": 0.1}
     cases = [
-        ({"betas": [0.5, 1.0]}, "betas"),
-        ({"betas": [-0.1, 0.5]}, "betas"),
-        ({"gammas": [0.9, 1.2]}, "gammas"),
-        ({"gammas": []}, "gammas must not be empty"),
-        ({"betas": [0.5, 0.9, 0.7]}, "betas must be strictly"),
-        ({"gammas": [0.9, 0.9]}, "gammas must be strictly"),
-        ({"betas": [[0.5, 0.9]]}, "betas must be a 1-D"),
+        ({"b1s": [0.5, 1.0]}, "b1s"),
+        ({"b1s": [-0.1, 0.5]}, "b1s"),
+        ({"b2s": [0.9, 1.2]}, "b2s"),
+        ({"b2s": []}, "b2s must not be empty"),
+        ({"b1s": [0.5, 0.9, 0.7]}, "b1s must be strictly"),
+        ({"b2s": [0.9, 0.9]}, "b2s must be strictly"),
+        ({"b1s": [[0.5, 0.9]]}, "b1s must be a 1-D"),
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"steps": 2.5}, "steps must be an integer"),
         ({"lr": 0.0}, "lr must be finite and > 0"),
@@ -132,8 +132,8 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
         with pytest.raises(ValueError, match=message):
             phase_diagram(
                 SPARSE,
-                arguments.pop("betas"),
-                arguments.pop("gammas"),
+                arguments.pop("b1s"),
+                arguments.pop("b2s"),
                 progress=False,
                 **arguments,
             )
@@ -144,7 +144,7 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
 def test_interrupted_sweep_resumes_without_redoing_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
+    reference = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, **TINY)
     folder = tmp_path / "checkpoint"
     real = _phase._compute_chunk
     calls = []
@@ -157,7 +157,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
 
     monkeypatch.setattr(_phase, "_compute_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, checkpoint=folder, **TINY)
+        phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
     assert sorted(p.name for p in folder.glob("chunk_*.npz")) == ["chunk_00000.npz"]
 
     counted = []
@@ -168,7 +168,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
 
     monkeypatch.setattr(_phase, "_compute_chunk", counting)
     resumed = phase_diagram(
-        SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, checkpoint=folder, **TINY
+        SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY
     )
     assert len(counted) == 3  # 20 cells in 4 chunks of 5: the first was not redone
     for name in ("max_update", "growth_rate", "diverged_step", "longest_silence", "final_loss"):
@@ -180,8 +180,8 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
     with pytest.raises(ValueError, match="other parameters.*steps"):
         phase_diagram(
             SPARSE,
-            TINY_BETAS,
-            TINY_GAMMAS,
+            TINY_B1S,
+            TINY_B2S,
             chunk_size=6,
             checkpoint=folder,
             **{**TINY, "steps": 301},
@@ -189,8 +189,8 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
     with pytest.raises(ValueError, match="other parameters.*problem"):
         phase_diagram(
             problems.sparse(p=0.03),
-            TINY_BETAS,
-            TINY_GAMMAS,
+            TINY_B1S,
+            TINY_B2S,
             chunk_size=6,
             checkpoint=folder,
             **TINY,
@@ -200,7 +200,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
 
 
 def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> None:
-    reference = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
+    reference = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, **TINY)
     script = textwrap.dedent(
         f"""
         import jax
@@ -208,7 +208,7 @@ def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> N
         from adamflow import problems
         from adamflow._phase import phase_diagram
         assert len(jax.devices()) == 4, jax.devices()
-        d = phase_diagram(problems.sparse(), {TINY_BETAS.tolist()}, {TINY_GAMMAS.tolist()},
+        d = phase_diagram(problems.sparse(), {TINY_B1S.tolist()}, {TINY_B2S.tolist()},
                           steps=300, lr=1e-2, progress=False, chunk_size=6)
         assert d.parameters["devices"] == 4
         d.save({str(tmp_path)!r}, "sharded")
@@ -236,7 +236,7 @@ def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> N
 
 
 def test_diverging_cells_are_recorded_and_do_not_poison_the_others() -> None:
-    # ε = 0: after the switch-off v underflows before m and u becomes inf for γ < β².
+    # ε = 0: after the switch-off v underflows before m and u becomes inf for β₂ < β₁².
     problem = problems.switch_off(n0=50)
     kwargs = {"steps": 1300, "lr": 1e-2, "eps": 0.0, "progress": False}
     d = phase_diagram(problem, [0.9], [0.1, 0.5, 0.999], chunk_size=1, **kwargs)
@@ -269,20 +269,20 @@ def test_plot_draws_the_map(sparse_map: PhaseDiagram) -> None:
 
     fig = sparse_map.plot()
     ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and "beta" in ax.get_xlabel()
+    assert ax.get_xscale() == "log" and "b1" in ax.get_xlabel()
     assert any(
-        "β²" in t.get_text() or "beta^2" in t.get_text() for t in ax.get_legend().get_texts()
+        "β₁²" in t.get_text() or "b1^2" in t.get_text() for t in ax.get_legend().get_texts()
     )
     plt.close(fig)
 
 
 def test_baselines_compute_the_same_max_update() -> None:
     steps = TINY["steps"]
-    sweep = phase_diagram(SPARSE, TINY_BETAS, TINY_GAMMAS, chunk_size=6, **TINY)
-    beta, gamma = np.meshgrid(TINY_BETAS, TINY_GAMMAS, indexing="ij")
+    sweep = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, **TINY)
+    b1, b2 = np.meshgrid(TINY_B1S, TINY_B2S, indexing="ij")
     with jax.enable_x64(True):
-        kernel = minimal_kernel(SPARSE, steps=steps, lr=1e-2)(beta.ravel(), gamma.ravel())
-    np.testing.assert_allclose(kernel.reshape(beta.shape), sweep.max_update, rtol=1e-9)
+        kernel = minimal_kernel(SPARSE, steps=steps, lr=1e-2)(b1.ravel(), b2.ravel())
+    np.testing.assert_allclose(kernel.reshape(b1.shape), sweep.max_update, rtol=1e-9)
     point = optax_loop_point(SPARSE, 0.9, 0.999, steps=steps, lr=1e-2)
     np.testing.assert_allclose(point, sweep.max_update[2, 3], rtol=1e-9)
     assert element_steps(SPARSE, 20, steps) == 32 * 20 * steps
@@ -294,10 +294,10 @@ def test_grid_helpers() -> None:
         1 - values, [0.5, 0.5 * (0.002 ** (1 / 3)), 0.5 * 0.002 ** (2 / 3), 0.001]
     )
     np.testing.assert_allclose(grid(0.1, 0.4, 4, spacing="linear"), [0.1, 0.2, 0.3, 0.4])
-    betas, gammas = default_grid(40)
-    assert betas.size == gammas.size == 40
+    b1s, b2s = default_grid(40)
+    assert b1s.size == b2s.size == 40
     # the default grid holds Adam's default and the boundary crosses it
-    assert betas.min() < 0.9 < betas.max() and gammas.min() < 0.999 < gammas.max()
+    assert b1s.min() < 0.9 < b1s.max() and b2s.min() < 0.999 < b2s.max()
     with pytest.raises(ValueError, match="high must be in"):
         grid(0.5, 1.0, 3)
     with pytest.raises(ValueError, match="spacing must be"):

@@ -9,7 +9,7 @@ from scipy.linalg import eigh
 
 from adamflow import stability, symbolic
 
-beta, gamma = sp.symbols("beta gamma")
+b1, b2 = sp.symbols("b1 b2")
 STABLE_POINTS = [(0.9, 0.999), (0.9, 0.95), (0.5, 0.3), (0.0, 0.5), (0.99, 0.9999), (0.3, 0.1)]
 
 
@@ -34,7 +34,7 @@ def test_value_at_adam_defaults():
 
 
 def test_update_bound_equals_symbolic_form():
-    bound = sp.lambdify([beta, gamma], symbolic.update_bound(), "numpy")
+    bound = sp.lambdify([b1, b2], symbolic.update_bound(), "numpy")
     rng = np.random.default_rng(0)
     b = rng.uniform(0.0, 0.99, 200)
     g = rng.uniform(b**2 + 1e-3, 0.999)
@@ -43,10 +43,10 @@ def test_update_bound_equals_symbolic_form():
 
 def test_finite_n_bound_equals_symbolic_form():
     for n in (1, 5, 40):
-        finite = sp.lambdify([beta, gamma], symbolic.update_bound(n), "numpy")
+        finite = sp.lambdify([b1, b2], symbolic.update_bound(n), "numpy")
         for b, g in [(0.9, 0.999), (0.9, 0.5), (0.5, 0.3), (0.95, 0.5)]:
             assert stability.update_bound(b, g, n=n) == pytest.approx(finite(b, g), rel=1e-11)
-    # On the boundary gamma = beta^2 the bound grows like sqrt(n).
+    # On the boundary b2 = b1^2 the bound grows like sqrt(n).
     b = 0.5
     assert stability.update_bound(b, b * b, n=400) == pytest.approx(
         (1 - b) / np.sqrt(1 - b * b) * 20.0, rel=1e-9
@@ -55,7 +55,7 @@ def test_finite_n_bound_equals_symbolic_form():
 
 @pytest.mark.parametrize(("b", "g"), STABLE_POINTS)
 def test_bound_is_the_worst_case_of_the_ema(b, g):
-    # The maximising sequence attains the bound; n long enough that (beta^2/gamma)^n is tiny.
+    # The maximising sequence attains the bound; n long enough that (b1^2/b2)^n is tiny.
     r = b * b / g
     n = 40 if r == 0 else int(np.ceil(np.log(1e-13) / np.log(r))) + 1
     attained = _ema_ratio(_worst_sequence(b, g, n), b, g)
@@ -80,19 +80,19 @@ def test_bound_is_the_numerical_supremum():
 
 
 def test_is_stable_equals_the_derived_condition_on_a_grid():
-    condition = sp.lambdify([beta, gamma], symbolic.stability_condition(), "numpy")
+    condition = sp.lambdify([b1, b2], symbolic.stability_condition(), "numpy")
     grid_b, grid_g = np.meshgrid(np.linspace(0.005, 0.995, 67), np.linspace(0.005, 0.995, 71))
     stable = stability.is_stable(grid_b, grid_g)
     np.testing.assert_array_equal(stable, condition(grid_b, grid_g))
     np.testing.assert_array_equal(stable, grid_g > grid_b**2)
     bounds = stability.update_bound(grid_b, grid_g)
     np.testing.assert_array_equal(np.isinf(bounds), ~stable)
-    # No memory in the first moment: bounded for every gamma, |u| <= 1/sqrt(1-gamma).
+    # No memory in the first moment: bounded for every b2, |u| <= 1/sqrt(1-b2).
     assert stability.is_stable(0.0, 0.0) and stability.update_bound(0.0, 0.0) == 1.0
 
 
 def test_growth_rate_equals_symbolic_factor_and_the_bound_growth():
-    factor = sp.lambdify([beta, gamma], symbolic.growth_factor(), "numpy")
+    factor = sp.lambdify([b1, b2], symbolic.growth_factor(), "numpy")
     b = np.array([0.9, 0.9, 0.99, 0.5, 0.7])
     g = np.array([0.5, 0.999, 0.9, 0.2, 0.3])
     expected = np.maximum(0.0, np.log(factor(b, g)))
@@ -133,7 +133,7 @@ def test_eps_capped_amplification_against_the_ema(b, g):
     # The symbolic forms, evaluated.
     p = 2 * np.log(1 / b) / np.log(1 / g)
     leading_sym = symbolic.eps_capped_amplification()
-    values = {"beta": b, "gamma": g, "G": grad, "epsilon": eps}
+    values = {"b1": b, "b2": g, "G": grad, "epsilon": eps}
     assert leading == pytest.approx(
         float(leading_sym.subs({s: values[s.name] for s in leading_sym.free_symbols})), rel=1e-10
     )
@@ -145,7 +145,7 @@ def test_eps_capped_amplification_against_the_ema(b, g):
 
 
 def test_eps_capped_amplification_theory_example_and_stable_region():
-    # THEORY.md §4: beta 0.9, gamma 0.5, |g| 1e-2, eps 1e-8: measured 8.1e3, estimate 1.5e4.
+    # THEORY.md §4: b1 0.9, b2 0.5, |g| 1e-2, eps 1e-8: measured 8.1e3, estimate 1.5e4.
     assert stability.eps_capped_amplification(0.9, 0.5, 1e-2, 1e-8) == pytest.approx(
         1.5e4, rel=0.01
     )
@@ -171,9 +171,9 @@ def test_vectorised_shapes_and_scalars():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: stability.update_bound(1.0, 0.5), r"beta must be in \[0, 1\)"),
-        (lambda: stability.is_stable(0.5, [0.3, -0.1]), r"gamma must be in \[0, 1\)"),
-        (lambda: stability.growth_rate(np.nan, 0.5), r"beta must be in \[0, 1\)"),
+        (lambda: stability.update_bound(1.0, 0.5), r"b1 must be in \[0, 1\)"),
+        (lambda: stability.is_stable(0.5, [0.3, -0.1]), r"b2 must be in \[0, 1\)"),
+        (lambda: stability.growth_rate(np.nan, 0.5), r"b1 must be in \[0, 1\)"),
         (lambda: stability.update_bound(0.5, 0.5, n=0), "n must be an integer >= 1"),
         (lambda: stability.eps_capped_amplification(0.9, 0.5, 0.0, 1e-8), "grad_scale"),
         (lambda: stability.eps_capped_amplification(0.9, 0.5, 1.0, -1.0), "eps"),

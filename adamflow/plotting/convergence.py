@@ -51,16 +51,16 @@ def far_quadratic(theta: Any) -> Any:
 
 def _convergence_specs() -> dict[str, KAdam]:
     return {
-        "Adam": KAdam(0.01, k=1, beta=0.85, gamma=0.98),
-        "AdamW (λ = 0.05)": KAdam(0.01, k=1, beta=0.85, gamma=0.98, weight_decay=0.05),
-        "2-Adam": KAdam(0.01, k=2, beta=0.85, gamma=0.98),
+        "Adam": KAdam(0.01, k=1, b1=0.85, b2=0.98),
+        "AdamW (λ = 0.05)": KAdam(0.01, k=1, b1=0.85, b2=0.98, weight_decay=0.05),
+        "2-Adam": KAdam(0.01, k=2, b1=0.85, b2=0.98),
     }
 
 
 def figure_convergence(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     r"""Largest distance :math:`\max_{n\eta \le 0.5} |\theta_n - \theta(n\eta)|` against η,
-    leading vs corrected flow, for Adam, AdamW and 2-Adam on `far_quadratic` (β = 0.85,
-    γ = 0.98), with the least-squares slopes (all lrs, and the three smallest) and
+    leading vs corrected flow, for Adam, AdamW and 2-Adam on `far_quadratic` (β₁ = 0.85,
+    β₂ = 0.98), with the least-squares slopes (all lrs, and the three smallest) and
     slope-1/slope-2 guides. (The final-time error alone has sign changes that make single
     points dip; the maximum over the path does not.)"""
     lrs = CONVERGENCE_LRS[:2] if quick else CONVERGENCE_LRS
@@ -121,7 +121,7 @@ def figure_convergence(out_dir: Path, *, quick: bool = False, seed: int = 0) -> 
     axes[0].set_ylabel(r"$\max_{n\eta \leq 0.5}\, |\theta_n - \theta(n\eta)|$")
     fig.suptitle(
         "Flow against the discrete iterates: the corrected flow (THEORY §3) is second order "
-        "(5-d quadratic far from its minimum, β = 0.85, γ = 0.98)",
+        "(5-d quadratic far from its minimum, β₁ = 0.85, β₂ = 0.98)",
         fontsize=11,
     )
     fig.tight_layout()
@@ -129,8 +129,8 @@ def figure_convergence(out_dir: Path, *, quick: bool = False, seed: int = 0) -> 
     params = {
         "loss": "far_quadratic (H, c in adamflow.plotting.convergence)",
         "theta0": [0.0] * 5,
-        "beta": 0.85,
-        "gamma": 0.98,
+        "b1": 0.85,
+        "b2": 0.98,
         "t1": CONVERGENCE_T1,
         "lrs": list(lrs),
         "metric": "max over the path (save every max(1, K//50) steps)",
@@ -166,7 +166,7 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
     r"""Discrete Adam iterates and both flows on `curved_valley` (contours), and the
     distance :math:`|\theta_n - \theta(n\eta)|` of each flow step by step."""
     lr, steps = 0.1, 50
-    opt = KAdam(lr, k=1, beta=0.9, gamma=0.99)
+    opt = KAdam(lr, k=1, b1=0.9, b2=0.99)
     theta0 = jnp.array([-2.0, -1.5])
     backend = "scipy" if quick else "diffrax"
     start = time.perf_counter()
@@ -227,7 +227,7 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
     ax.set_xlabel(r"$\theta_1$")
     ax.set_ylabel(r"$\theta_2$")
     ax.set_title(
-        f"Adam(η = {lr}, β = 0.9, γ = 0.99), {steps} steps on ½[(x−3)² + 6(y − sin x)²]",
+        f"Adam(η = {lr}, β₁ = 0.9, β₂ = 0.99), {steps} steps on ½[(x−3)² + 6(y − sin x)²]",
         fontsize=10,
     )
     ax.legend(loc="upper left", fontsize=9)
@@ -254,8 +254,8 @@ def figure_trajectories(out_dir: Path, *, quick: bool = False, seed: int = 0) ->
         "loss": "curved_valley: 0.5*((x-3)^2 + 6*(y - sin x)^2)",
         "theta0": [-2.0, -1.5],
         "lr": lr,
-        "beta": 0.9,
-        "gamma": 0.99,
+        "b1": 0.9,
+        "b2": 0.99,
         "steps": steps,
         "backend": backend,
         "rtol": RTOL,

@@ -70,24 +70,24 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     (d) the momentum-aware variant of (c): the EMA of η|ĝ|² with ĝ = g/(sqrt(v̂)+ε), Adam's
     update before momentum (each normalized gradient eventually moves θ by η ĝ, orthogonal
     to θ up to the per-coordinate scaling, so with uncorrelated gradients
-    E|u|² = (1-β)/(1+β) E|ĝ|² and 2θ·u contributes -(2β/(1-β)) η|u|² on average).
-    A sweep over β compares |∫2θ·u dt| / ∫η|u|² dt with 2β/(1-β).
+    E|u|² = (1-β₁)/(1+β₁) E|ĝ|² and 2θ·u contributes -(2β₁/(1-β₁)) η|u|² on average).
+    A sweep over β₁ compares |∫2θ·u dt| / ∫η|u|² dt with 2β₁/(1-β₁).
     """
-    lr, weight_decay, gamma, batch = 0.01, 0.1, 0.999, 64
+    lr, weight_decay, b2, batch = 0.01, 0.1, 0.999, 64
     steps = 1500 if quick else 4000
-    sweep_betas = (0.0, 0.9) if quick else (0.0, 0.5, 0.8, 0.9, 0.95)
+    sweep_b1s = (0.0, 0.9) if quick else (0.0, 0.5, 0.8, 0.9, 0.95)
     problem = normalized_mlp(seed)
     grad = problem.minibatch_grad(batch)
     start = time.perf_counter()
 
-    def run(beta: float) -> Any:
-        opt = AdamW(lr, beta=beta, gamma=gamma, weight_decay=weight_decay)
+    def run(b1: float) -> Any:
+        opt = AdamW(lr, b1=b1, b2=b2, weight_decay=weight_decay)
         return record_norm_dynamics(opt, grad, problem.theta0, steps, seed=seed)
 
-    main_beta = 0.9
-    dyn = run(main_beta)
+    main_b1s = 0.9
+    dyn = run(main_b1s)
     summary = summarize_norm_dynamics(dyn)
-    sweep = {beta: summarize_norm_dynamics(run(beta)) for beta in sweep_betas}
+    sweep = {b1: summarize_norm_dynamics(run(b1)) for b1 in sweep_b1s}
     seconds = time.perf_counter() - start
 
     ts = dyn.ts
@@ -130,7 +130,7 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     ax.set_yscale("log")
     ax.set_xlabel("t = nη")
     ax.set_ylabel("|θ|² of each scale-invariant group")
-    ax.set_title(f"AdamW β={main_beta}, γ={gamma}, η={lr}, λ={weight_decay}, batch {batch}")
+    ax.set_title(f"AdamW β₁={main_b1s}, β₂={b2}, η={lr}, λ={weight_decay}, batch {batch}")
     ax.legend(fontsize=8, ncol=2)
 
     ax = axes[0, 1]
@@ -184,16 +184,16 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     ax.legend(fontsize=8)
 
     ax = axes[1, 1]
-    beta_grid = np.linspace(0.01, max(sweep_betas), 200)
-    ax.plot(beta_grid, 2 * beta_grid / (1 - beta_grid), "k-", lw=1, label="2β/(1−β)")
-    ax.plot(beta_grid, (1 + beta_grid) / (1 - beta_grid), "k--", lw=1, label="(1+β)/(1−β)")
+    b1_grid = np.linspace(0.01, max(sweep_b1s), 200)
+    ax.plot(b1_grid, 2 * b1_grid / (1 - b1_grid), "k-", lw=1, label="2β₁/(1−β₁)")
+    ax.plot(b1_grid, (1 + b1_grid) / (1 - b1_grid), "k--", lw=1, label="(1+β₁)/(1−β₁)")
     for g, name in enumerate(dyn.groups):
         c = colors.get(name, f"C{g}")
-        ratio = [sweep[b][name]["cross_over_self_window"] for b in sweep_betas]
-        norm_ratio = [sweep[b][name]["norm_sq_over_equilibrium"] for b in sweep_betas]
-        ax.plot(sweep_betas, ratio, "o", color=c, label=f"{name}: |∫2θ·u dt| / ∫η|u|² dt")
+        ratio = [sweep[b][name]["cross_over_self_window"] for b in sweep_b1s]
+        norm_ratio = [sweep[b][name]["norm_sq_over_equilibrium"] for b in sweep_b1s]
+        ax.plot(sweep_b1s, ratio, "o", color=c, label=f"{name}: |∫2θ·u dt| / ∫η|u|² dt")
         ax.plot(
-            sweep_betas,
+            sweep_b1s,
             norm_ratio,
             "s",
             color=c,
@@ -202,7 +202,7 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
             label=f"{name}: mean |θ|² / (η E|u|²/2λ)",
         )
     ax.set_yscale("log")
-    ax.set_xlabel("β of AdamW (measured over the second half of each run)")
+    ax.set_xlabel("β₁ of AdamW (measured over the second half of each run)")
     ax.set_ylabel("ratio")
     ax.set_title("θ·u is not small for Adam with momentum")
     ax.legend(fontsize=8)
@@ -215,18 +215,18 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
 
     result = {
         "main_run": _rounded(summary),
-        "beta_sweep": {str(b): _rounded(s) for b, s in sweep.items()},
+        "b1_sweep": {str(b): _rounded(s) for b, s in sweep.items()},
         "seconds": round(seconds, 1),
     }
     params = {
         "problem": problem.name,
         "lr": lr,
         "weight_decay": weight_decay,
-        "beta": main_beta,
-        "gamma": gamma,
+        "b1": main_b1s,
+        "b2": b2,
         "batch_size": batch,
         "steps": steps,
-        "sweep_betas": list(sweep_betas),
+        "sweep_b1s": list(sweep_b1s),
         "quick": quick,
     }
     save_figure(fig, Path(out_dir) / "meta_adaptive.png", sidecar(params, seed, **result))
@@ -241,28 +241,28 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
     r"""A stable top level bounds k-Adam's update whatever the lower levels do (THEORY.md §4).
 
     Gradients N(0, scale²) switch off after ``switch_off`` steps. Left: max over coordinates
-    of |u⁽ⁱ⁾_n| per level for 2- and 3-Adam whose lower levels are unstable (γ < β²), against
-    C(β_k, γ_k); level 1 is plain Adam with the lower (β, γ). Right: the largest |u| over
-    the run against γ_1 for plain Adam and for 2-Adam with a stable top level.
+    of |u⁽ⁱ⁾_n| per level for 2- and 3-Adam whose lower levels are unstable (β₂ < β₁²), against
+    C(β₁_k, β₂_k); level 1 is plain Adam with the lower (β₁, β₂). Right: the largest |u| over
+    the run against β₂_1 for plain Adam and for 2-Adam with a stable top level.
     """
     steps = 650
-    switch_off, dims, scale, beta = 200, 16, 1e-2, 0.9
+    switch_off, dims, scale, b1 = 200, 16, 1e-2, 0.9
     grads = switched_off_gradients(steps, switch_off, dims, scale=scale, seed=seed)
     unstable, top = 0.5, 0.999
     specs = {
-        "2-Adam": KAdam(1e-3, k=2, beta=beta, gamma=(unstable, top)),
-        "3-Adam": KAdam(1e-3, k=3, beta=beta, gamma=(unstable, unstable, top)),
+        "2-Adam": KAdam(1e-3, k=2, b1=b1, b2=(unstable, top)),
+        "3-Adam": KAdam(1e-3, k=3, b1=b1, b2=(unstable, unstable, top)),
     }
     outputs = {name: level_outputs(opt, grads) for name, opt in specs.items()}
-    stable_adam = level_outputs(Adam(1e-3, beta=beta, gamma=top), grads)[0]
-    bound_top = float(stability.update_bound(beta, top))
-    gamma_sweep = np.linspace(0.3, 0.999, 8 if quick else 25)
+    stable_adam = level_outputs(Adam(1e-3, b1=b1, b2=top), grads)[0]
+    bound_top = float(stability.update_bound(b1, top))
+    b2_sweep = np.linspace(0.3, 0.999, 8 if quick else 25)
     sweep_plain, sweep_top = [], []
-    for gamma_1 in gamma_sweep:
-        u = level_outputs(KAdam(1e-3, k=2, beta=beta, gamma=(float(gamma_1), top)), grads)
+    for b2_1 in b2_sweep:
+        u = level_outputs(KAdam(1e-3, k=2, b1=b1, b2=(float(b2_1), top)), grads)
         sweep_plain.append(float(np.abs(u[0]).max()))
         sweep_top.append(float(np.abs(u[1]).max()))
-    capped = stability.eps_capped_amplification(beta, gamma_sweep, scale, 1e-8)
+    capped = stability.eps_capped_amplification(b1, b2_sweep, scale, 1e-8)
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.8))
     ax = axes[0]
@@ -272,14 +272,14 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
         np.abs(outputs["2-Adam"][0]).max(axis=1),
         color="tab:red",
         lw=2,
-        label=f"plain Adam (β={beta}, γ={unstable}) = level 1: unstable",
+        label=f"plain Adam (β₁={b1}, β₂={unstable}) = level 1: unstable",
     )
     ax.semilogy(
         n,
         np.abs(outputs["2-Adam"][1]).max(axis=1),
         color="tab:blue",
         lw=2,
-        label=f"2-Adam, γ=({unstable}, {top}): top level output",
+        label=f"2-Adam, β₂=({unstable}, {top}): top level output",
     )
     ax.semilogy(
         n,
@@ -287,7 +287,7 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
         color="tab:purple",
         lw=1,
         ls="--",
-        label=f"3-Adam, γ=({unstable}, {unstable}, {top}): level 2",
+        label=f"3-Adam, β₂=({unstable}, {unstable}, {top}): level 2",
     )
     ax.semilogy(
         n,
@@ -302,9 +302,9 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
         np.abs(stable_adam).max(axis=1),
         color="tab:green",
         lw=1.2,
-        label=f"plain Adam (β={beta}, γ={top}): stable",
+        label=f"plain Adam (β₁={b1}, β₂={top}): stable",
     )
-    ax.axhline(bound_top, color="k", ls=":", label=f"C(β={beta}, γ={top}) = {bound_top:.3f}")
+    ax.axhline(bound_top, color="k", ls=":", label=f"C(β₁={b1}, β₂={top}) = {bound_top:.3f}")
     ax.set_ylim(1e-4, 1e5)
     ax.axvline(switch_off, color="gray", lw=0.8)
     ax.text(switch_off, 2e-4, " gradient switched off", color="gray", fontsize=8)
@@ -314,9 +314,9 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
     ax = axes[1]
-    ax.semilogy(gamma_sweep, sweep_plain, "o-", color="tab:red", label="plain Adam (β, γ_1)")
+    ax.semilogy(b2_sweep, sweep_plain, "o-", color="tab:red", label="plain Adam (β₁, β₂_1)")
     ax.semilogy(
-        gamma_sweep,
+        b2_sweep,
         np.maximum(capped, 1.0),
         "--",
         color="tab:red",
@@ -324,18 +324,18 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
         label="ε-capped estimate (|g|/ε)^(1−p)",
     )
     ax.semilogy(
-        gamma_sweep,
+        b2_sweep,
         sweep_top,
         "s-",
         color="tab:blue",
-        label=f"2-Adam (β, γ_1) → (β, {top}): top level",
+        label=f"2-Adam (β₁, β₂_1) → (β₁, {top}): top level",
     )
-    ax.axhline(bound_top, color="k", ls=":", label=f"C(β, {top}) = {bound_top:.3f}")
-    ax.axvline(beta**2, color="gray", lw=0.8)
-    ax.text(beta**2, 2e2, " γ_1 = β²", color="gray", fontsize=9)
-    ax.set_xlabel("γ_1 (level 1; unstable left of β²)")
+    ax.axhline(bound_top, color="k", ls=":", label=f"C(β₁, {top}) = {bound_top:.3f}")
+    ax.axvline(b1**2, color="gray", lw=0.8)
+    ax.text(b1**2, 2e2, " β₂_1 = β₁²", color="gray", fontsize=9)
+    ax.set_xlabel("β₂_1 (level 1; unstable left of β₁²)")
     ax.set_ylabel("max over steps and coordinates of |u|")
-    ax.set_title(f"Largest update vs the lower level's γ (β = {beta})")
+    ax.set_title(f"Largest update vs the lower level's β₂ (β₁ = {b1})")
     ax.legend(fontsize=8)
     fig.tight_layout()
 
@@ -356,11 +356,11 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
         "switch_off": switch_off,
         "dims": dims,
         "grad_scale": scale,
-        "beta": beta,
-        "gamma_unstable": unstable,
-        "gamma_top": top,
+        "b1": b1,
+        "b2_unstable": unstable,
+        "b2_top": top,
         "eps": 1e-8,
-        "gamma_sweep": gamma_sweep,
+        "b2_sweep": b2_sweep,
         "quick": quick,
     }
     result = _rounded(result)
@@ -379,8 +379,8 @@ def _training_settings(quick: bool) -> dict[str, dict[str, Any]]:
                 ks=(1, 2),
                 normalize=(False, True),
                 lrs=(3e-3,),
-                beta=0.9,
-                gamma=0.999,
+                b1=0.9,
+                b2=0.999,
                 weight_decay=1e-2,
                 steps=100,
                 eval_every=50,
@@ -392,8 +392,8 @@ def _training_settings(quick: bool) -> dict[str, dict[str, Any]]:
             ks=(1, 2, 3),
             normalize=(False, True),
             lrs=(1e-3, 3e-3, 1e-2),
-            beta=0.9,
-            gamma=0.999,
+            b1=0.9,
+            b2=0.999,
             weight_decay=1e-2,
             steps=600,
             eval_every=50,
@@ -403,8 +403,8 @@ def _training_settings(quick: bool) -> dict[str, dict[str, Any]]:
             ks=(1, 2, 3),
             normalize=(False, True),
             lrs=(3e-4, 1e-3),
-            beta=0.9,
-            gamma=0.98,
+            b1=0.9,
+            b2=0.98,
             weight_decay=1.0,
             steps=2000,
             eval_every=100,
@@ -462,8 +462,8 @@ def figure_kadam_training(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         ax.set_ylim(low, 1.0)
         ax.set_ylabel(f"final test accuracy (mean ± std, {final.shape[-1]} seeds)")
         ax.set_title(
-            f"{res.task}: k-Adam, β={settings[name]['beta']}, "
-            f"γ={settings[name]['gamma']}, λ={settings[name]['weight_decay']}"
+            f"{res.task}: k-Adam, β₁={settings[name]['b1']}, "
+            f"β₂={settings[name]['b2']}, λ={settings[name]['weight_decay']}"
         )
         ax.legend(fontsize=8, loc="lower left")
 
@@ -507,30 +507,30 @@ def figure_kadam_training(out_dir: Path, *, quick: bool = False, seed: int = 0) 
 
 
 def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
-    """Final test accuracy of AdamW on the digits MLP over a (β, γ) grid, with the
-    stability boundary γ = β² drawn, and against the growth rate ln(β/√γ) per step."""
+    """Final test accuracy of AdamW on the digits MLP over a (β₁, β₂) grid, with the
+    stability boundary β₂ = β₁² drawn, and against the growth rate ln(β₁/√β₂) per step."""
     if quick:
-        one_minus_beta, one_minus_gamma, n_seeds, steps = (
+        one_minus_b1, one_minus_b2, n_seeds, steps = (
             np.logspace(-2, 0, 4),
             np.logspace(-3, np.log10(0.7), 4),
             1,
             200,
         )
     else:
-        one_minus_beta, one_minus_gamma, n_seeds, steps = (
+        one_minus_b1, one_minus_b2, n_seeds, steps = (
             np.logspace(-2, 0, 9),
             np.logspace(-3, np.log10(0.7), 9),
             3,
             600,
         )
-    betas, gammas = 1.0 - one_minus_beta, 1.0 - one_minus_gamma
+    b1s, b2s = 1.0 - one_minus_b1, 1.0 - one_minus_b2
     lr, weight_decay = 3e-3, 1e-2
     task = digits_mlp_task(seed)
     start = time.perf_counter()
     grid = phase_accuracy(
         task,
-        betas,
-        gammas,
+        b1s,
+        b2s,
         lr=lr,
         weight_decay=weight_decay,
         steps=steps,
@@ -538,10 +538,10 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         seed=seed,
     )
     seconds = time.perf_counter() - start
-    acc = grid.test_accuracy.mean(axis=-1)  # (beta, gamma)
+    acc = grid.test_accuracy.mean(axis=-1)  # (b1, b2)
     acc_std = grid.test_accuracy.std(axis=-1)
-    stable = np.asarray(stability.is_stable(betas[:, None], gammas[None, :]))
-    growth = np.asarray(stability.growth_rate(betas[:, None], gammas[None, :]))
+    stable = np.asarray(stability.is_stable(b1s[:, None], b2s[None, :]))
+    growth = np.asarray(stability.growth_rate(b1s[:, None], b2s[None, :]))
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     ax = axes[0]
@@ -552,8 +552,8 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         return 10 ** np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]])
 
     mesh = ax.pcolormesh(
-        edges(one_minus_beta),
-        edges(one_minus_gamma),
+        edges(one_minus_b1),
+        edges(one_minus_b2),
         acc.T,
         cmap="viridis",
         vmin=0.0,
@@ -561,8 +561,8 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         shading="flat",
     )
     fig.colorbar(mesh, ax=ax, label=f"final test accuracy (mean of {n_seeds} seeds)")
-    for b_i, omb in enumerate(one_minus_beta):
-        for g_i, omg in enumerate(one_minus_gamma):
+    for b_i, omb in enumerate(one_minus_b1):
+        for g_i, omg in enumerate(one_minus_b2):
             ax.text(
                 omb,
                 omg,
@@ -572,16 +572,16 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
                 fontsize=7,
                 color="white" if acc[b_i, g_i] < 0.6 else "black",
             )
-    curve_beta = np.linspace(0.0, 1.0 - one_minus_beta[0] / 1.5, 400)
+    curve_b1s = np.linspace(0.0, 1.0 - one_minus_b1[0] / 1.5, 400)
     ax.plot(
-        1 - curve_beta, 1 - curve_beta**2, "r-", lw=2, label="γ = β²: stable below, unstable above"
+        1 - curve_b1s, 1 - curve_b1s**2, "r-", lw=2, label="β₂ = β₁²: stable below, unstable above"
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(edges(one_minus_beta)[[0, -1]])
-    ax.set_ylim(edges(one_minus_gamma)[[0, -1]])
-    ax.set_xlabel("1 − β")
-    ax.set_ylabel("1 − γ")
+    ax.set_xlim(edges(one_minus_b1)[[0, -1]])
+    ax.set_ylim(edges(one_minus_b2)[[0, -1]])
+    ax.set_xlabel("1 − β₁")
+    ax.set_ylabel("1 − β₂")
     ax.set_title(f"AdamW on {task.name}: lr={lr}, λ={weight_decay}, {steps} steps")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
 
@@ -592,7 +592,7 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         yerr=acc_std[stable],
         fmt="o",
         color="tab:green",
-        label="stable cells (γ > β²)",
+        label="stable cells (β₂ > β₁²)",
         alpha=0.8,
     )
     ax.errorbar(
@@ -601,10 +601,10 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         yerr=acc_std[~stable],
         fmt="s",
         color="tab:red",
-        label="unstable cells (γ < β²)",
+        label="unstable cells (β₂ < β₁²)",
         alpha=0.8,
     )
-    ax.set_xlabel("growth of the update bound per step, max(0, ln(β/√γ))")
+    ax.set_xlabel("growth of the update bound per step, max(0, ln(β₁/√β₂))")
     ax.set_ylabel("final test accuracy (mean ± std over seeds)")
     ax.set_title("Accuracy against the instability's growth rate")
     ax.legend(fontsize=8)
@@ -612,10 +612,10 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
 
     order = np.argsort(acc[~stable])[:3]
     worst = [
-        {"beta": float(b), "gamma": float(g), "accuracy": float(a)}
+        {"b1": float(b), "b2": float(g), "accuracy": float(a)}
         for b, g, a in zip(
-            np.broadcast_to(betas[:, None], acc.shape)[~stable][order],
-            np.broadcast_to(gammas[None, :], acc.shape)[~stable][order],
+            np.broadcast_to(b1s[:, None], acc.shape)[~stable][order],
+            np.broadcast_to(b2s[None, :], acc.shape)[~stable][order],
             acc[~stable][order],
         )
     ]
@@ -635,8 +635,8 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
         "seconds": round(seconds, 1),
     }
     params = {
-        "betas": betas,
-        "gammas": gammas,
+        "b1s": b1s,
+        "b2s": b2s,
         "lr": lr,
         "weight_decay": weight_decay,
         "steps": steps,

@@ -1,7 +1,7 @@
-"""Figures of Adam's stable region: the (β, γ) phase diagram and the switch-off growth.
+"""Figures of Adam's stable region: the (β₁, β₂) phase diagram and the switch-off growth.
 
 Both are computed by `adamflow.phase_diagram` (THEORY.md §4) and drawn against the theory:
-the boundary γ = β² and the growth ln(β/√γ) per step.
+the boundary β₂ = β₁² and the growth ln(β₁/√β₂) per step.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .._phase import (  # noqa: E402
 )
 
 ADAM_DEFAULT = (0.9, 0.999)
-#: (β, γ) whose log|u| after a switch-off is drawn: fast, medium and slow growth, growth
+#: (β₁, β₂) whose log|u| after a switch-off is drawn: fast, medium and slow growth, growth
 #: stopped early by the ε cap near the boundary, and decay at Adam's default.
 SWITCH_OFF_CURVES = ((0.9, 0.5), (0.99, 0.8), (0.99, 0.97), (0.9, 0.8), (0.9, 0.999))
 
@@ -48,7 +48,7 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 
 def _log_ticks(axis: Any, low: float, high: float, symbol: str) -> None:
-    """Ticks at 1 - x = 10^k labelled with both 1 - x and x (β or γ)."""
+    """Ticks at 1 - x = 10^k labelled with both 1 - x and x (β₁ or β₂)."""
     ticks = [t for t in 10.0 ** np.arange(-8, 1) if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
     labels = [f"{t:g}\n({symbol}={1 - t:g})" for t in ticks]
     axis.set_ticks(ticks, labels, fontsize=8)
@@ -56,15 +56,15 @@ def _log_ticks(axis: Any, low: float, high: float, symbol: str) -> None:
 
 
 def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
-    """Heatmap of log10 max|u| over (1-β, 1-γ) on log axes, with the theoretical boundary
-    γ = β², the ε-cap band hatched, disagreements circled and Adam's default (0.9, 0.999)
+    """Heatmap of log10 max|u| over (1-β₁, 1-β₂) on log axes, with the theoretical boundary
+    β₂ = β₁², the ε-cap band hatched, disagreements circled and Adam's default (0.9, 0.999)
     starred. Returns the Figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.6, 6.0))
     else:
         fig = ax.figure
-    x = 1.0 - np.asarray(diagram.betas)
-    y = 1.0 - np.asarray(diagram.gammas)
+    x = 1.0 - np.asarray(diagram.b1s)
+    y = 1.0 - np.asarray(diagram.b2s)
     x_edges, y_edges = _edges(x), _edges(y)
     level = np.log10(np.where(np.isfinite(diagram.max_update), diagram.max_update, np.nan))
     threshold = float(np.log10(diagram.threshold))
@@ -107,12 +107,12 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
     ax.set_yscale("log")
     ax.set_xlim(x_edges.min(), x_edges.max())
     ax.set_ylim(y_edges.min(), y_edges.max())
-    _log_ticks(ax.xaxis, x.min(), x.max(), "β")
-    _log_ticks(ax.yaxis, y.min(), y.max(), "γ")
-    ax.set_xlabel(r"$1-\beta$   (β: Adam's β$_1$)")
-    ax.set_ylabel(r"$1-\gamma$   (γ: Adam's β$_2$)")
+    _log_ticks(ax.xaxis, x.min(), x.max(), "β₁")
+    _log_ticks(ax.yaxis, y.min(), y.max(), "β₂")
+    ax.set_xlabel(r"$1-\beta_1$   (β₁: Adam's β₁$_1$)")
+    ax.set_ylabel(r"$1-\beta_2$   (β₂: Adam's β₁$_2$)")
     handles = [
-        Line2D([], [], color="k", lw=2, ls="--", label=r"theory boundary $\gamma=\beta^2$"),
+        Line2D([], [], color="k", lw=2, ls="--", label=r"theory boundary $\beta_2=\beta_1^2$"),
         Patch(facecolor="white", edgecolor="0.1", hatch="////", label="ε-cap band (undecidable)"),
         Line2D([], [], marker="*", color="gold", mec="k", ms=13, ls="", label="Adam (0.9, 0.999)"),
     ]
@@ -127,7 +127,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
     ax.text(
         0.03,
         0.97,
-        f"unstable: γ < β²\nagreement {100 * diagram.agreement:.1f}% of "
+        f"unstable: β₂ < β₁²\nagreement {100 * diagram.agreement:.1f}% of "
         f"{diagram.decided_cells} decided cells\nband: {diagram.band_cells} cells; "
         f"|u| > {diagram.threshold:g} counts as unstable",
         transform=ax.transAxes,
@@ -135,7 +135,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
         fontsize=8.5,
         bbox=box,
     )
-    ax.text(0.97, 0.30, "stable: γ > β²", transform=ax.transAxes, ha="right", bbox=box)
+    ax.text(0.97, 0.30, "stable: β₂ > β₁²", transform=ax.transAxes, ha="right", bbox=box)
     params = diagram.parameters
     name = params.get("problem", {}).get("name", "?")
     ax.set_title(
@@ -147,7 +147,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
 
 
 def _growth_panel(ax: Any, diagram: PhaseDiagram) -> dict[str, Any]:
-    """Measured growth rate against ln(β/√γ) for every cell where it was measured."""
+    """Measured growth rate against ln(β₁/√β₂) for every cell where it was measured."""
     measured = np.isfinite(diagram.growth_rate)
     unstable = measured & ~diagram.theory_stable & ~diagram.band
     others = measured & ~unstable
@@ -163,10 +163,10 @@ def _growth_panel(ax: Any, diagram: PhaseDiagram) -> dict[str, Any]:
     finite = theory[measured]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     line = np.linspace(low, high, 2)
-    ax.plot(line, line, "k--", lw=1, label=r"theory $\ln(\beta/\sqrt{\gamma})$")
+    ax.plot(line, line, "k--", lw=1, label=r"theory $\ln(\beta_1/\sqrt{\beta_2})$")
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel(r"predicted growth $\ln(\beta/\sqrt{\gamma})$ per step")
+    ax.set_xlabel(r"predicted growth $\ln(\beta_1/\sqrt{\beta_2})$ per step")
     ax.set_ylabel(r"measured growth of $\ln|u|$ per step (no gradient)")
     ax.legend(fontsize=8, loc="upper left")
     relative = np.abs(diagram.growth_rate[unstable] / theory[unstable] - 1.0)
@@ -181,11 +181,11 @@ def figure_phase_diagram(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     """The default sparse-problem phase diagram (what ``scripts/phase_diagram.py`` makes):
     writes ``phase_diagram.png``/``.json``/``.npz`` and returns the summary."""
     n = 12 if quick else None
-    betas, gammas = default_grid(n) if n else default_grid()
+    b1s, b2s = default_grid(n) if n else default_grid()
     run = dict(DEFAULT_RUNS["sparse"])
     if quick:
         run["steps"] = 1500
-    diagram = phase_diagram(problems.sparse(), betas, gammas, seed=seed, progress=False, **run)
+    diagram = phase_diagram(problems.sparse(), b1s, b2s, seed=seed, progress=False, **run)
     out_dir = Path(out_dir)
     fig = plot_phase_diagram(diagram)
     diagram.save(out_dir, "phase_diagram")
@@ -197,27 +197,27 @@ def figure_phase_diagram(out_dir: Path, *, quick: bool = False, seed: int = 0) -
 def figure_switch_off_growth(
     out_dir: Path, *, quick: bool = False, seed: int = 0
 ) -> dict[str, Any]:
-    """log|u| against steps after the gradient switches off, for several (β, γ), next to the
-    slope ln(β/√γ); and measured vs predicted growth over a (β, γ) grid. Writes
+    """log|u| against steps after the gradient switches off, for several (β₁, β₂), next to the
+    slope ln(β₁/√β₂); and measured vs predicted growth over a (β₁, β₂) grid. Writes
     ``switch_off_growth.png``/``.json``."""
     n0 = 1000 if quick else 5000
     problem = problems.switch_off(n0=n0)
     after = 600
     traces = phase_diagram(
         problem,
-        sorted({beta for beta, _ in SWITCH_OFF_CURVES}),
-        sorted({gamma for _, gamma in SWITCH_OFF_CURVES}),
+        sorted({b1 for b1, _ in SWITCH_OFF_CURVES}),
+        sorted({b2 for _, b2 in SWITCH_OFF_CURVES}),
         steps=n0 + after,
         lr=1e-2,
         seed=seed,
         progress=False,
         record_trace=True,
     )
-    betas, gammas = default_grid(10 if quick else 30)
+    b1s, b2s = default_grid(10 if quick else 30)
     growth = phase_diagram(
         problem,
-        betas,
-        gammas,
+        b1s,
+        b2s,
         steps=n0 + (800 if quick else 2000),
         lr=1e-2,
         seed=seed,
@@ -229,31 +229,31 @@ def figure_switch_off_growth(
     shown = since >= -5 * GROWTH_BLOCK
     start = int(np.searchsorted(since, 0))
     slopes = []
-    for colour, (beta, gamma) in zip(plt.get_cmap("tab10").colors, SWITCH_OFF_CURVES, strict=False):
-        i = int(np.argmin(np.abs(traces.betas - beta)))
-        j = int(np.argmin(np.abs(traces.gammas - gamma)))
+    for colour, (b1, b2) in zip(plt.get_cmap("tab10").colors, SWITCH_OFF_CURVES, strict=False):
+        i = int(np.argmin(np.abs(traces.b1s - b1)))
+        j = int(np.argmin(np.abs(traces.b2s - b2)))
         measured = traces.trace[i, j]
-        rate = float(theory_growth(beta, gamma))
+        rate = float(theory_growth(b1, b2))
         left.plot(since[shown], measured[shown], color=colour, lw=2.0, alpha=0.85)
         after_start = since >= 0
         prediction = measured[start] + rate * (since - since[start]) / np.log(10.0)
         left.plot(since[after_start], prediction[after_start], color=colour, ls=":", lw=1.4)
         fit = growth_slope(since, measured, start)
-        slopes.append({"beta": beta, "gamma": gamma, "theory": rate, "measured": fit})
-        verdict = "stable" if gamma > beta**2 else "unstable"
+        slopes.append({"b1": b1, "b2": b2, "theory": rate, "measured": fit})
+        verdict = "stable" if b2 > b1**2 else "unstable"
         left.plot(
-            [], [], color=colour, lw=2, label=f"β={beta:g}, γ={gamma:g} ({verdict}): {rate:+.3f}"
+            [], [], color=colour, lw=2, label=f"β₁={b1:g}, β₂={b2:g} ({verdict}): {rate:+.3f}"
         )
-    left.plot([], [], color="k", ls=":", label="theory: slope ln(β/√γ) per step")
+    left.plot([], [], color="k", ls=":", label="theory: slope ln(β₁/√β₂) per step")
     left.axvline(0, color="grey", lw=0.8)
     left.set_ylim(-3.0, 9.5)
     left.set_xlabel(f"steps after the gradient switches off (n0 = {n0})")
     left.set_ylabel(r"$\log_{10}|u_n|$ (measured, every 8 steps)")
     left.set_title(
-        f"switch-off: growth by β/√γ per step until √v̂ reaches ε = {traces.parameters['eps']:g}",
+        f"switch-off: growth by β₁/√β₂ per step until √v̂ reaches ε = {traces.parameters['eps']:g}",
         fontsize=10,
     )
-    left.legend(fontsize=8, loc="upper right", title="measured (solid), ln(β/√γ)", title_fontsize=8)
+    left.legend(fontsize=8, loc="upper right", title="measured (solid), ln(β₁/√β₂)", title_fontsize=8)
     summary = _growth_panel(right, growth)
     fig.tight_layout()
     metadata = _io.sidecar(
