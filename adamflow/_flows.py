@@ -23,6 +23,28 @@ class FlowState(NamedTuple):
     v: tuple[PyTree, ...]
 
 
+class FlowModel(NamedTuple):
+    """How one flow (an ``order`` of `adamflow.integrate`) is integrated; the backends and
+    `integrate` read only these hooks, so a new order needs no branch anywhere.
+
+    ``start(opt, params, theta0, grad_fn, xp)`` the state at ``t = 0`` (it may need the
+    gradient); ``field(t, y, params, grad_fn, xp)`` the time derivative of ``y``;
+    ``update(t, y, params, grad_fn, xp)`` the update ``u⁽ᵏ⁾`` applied there; ``theta(y)``
+    the parameters; ``moments(ts, ys, params, xp)`` the raw moments ``(m_i, v_i)`` per level
+    at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
+    the model's expansion holds (``None`` for flows that have none). Hooks are module-level
+    functions (or `jax.tree_util.Partial`), so a jitted solve is not recompiled per call. ``xp`` is an
+    `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
+    """
+
+    start: Callable[..., Any]
+    field: Callable[..., Any]
+    update: Callable[..., PyTree]
+    theta: Callable[[Any], PyTree]
+    moments: Callable[..., tuple[tuple[PyTree, ...], tuple[PyTree, ...]]]
+    validity: Callable[..., float | None]
+
+
 class FlowParams(NamedTuple):
     """What the field reads off a spec: rates ``a_i, b_i`` per level (``inf`` = no memory),
     ε and λ. Derived from the spec by `flow_params`, never built by hand."""
@@ -46,6 +68,20 @@ def initial_state(k: int, theta0: PyTree, zeros_like: Callable[[Any], Any]) -> F
     """``θ(0) = θ0`` and ``m_i(0) = v_i(0) = 0``."""
     zeros = tree_map(zeros_like, theta0)
     return FlowState(theta0, (zeros,) * k, (zeros,) * k)
+
+
+def _leading_start(
+    opt: KAdam, params: FlowParams, theta0: PyTree, grad_fn: Callable[[PyTree], PyTree], xp: Any
+) -> FlowState:
+    return initial_state(opt.k, theta0, xp.zeros_like)
+
+
+def _no_validity(*args: Any) -> None:
+    return None
+
+
+def _theta(y: FlowState) -> PyTree:
+    return y.theta
 
 
 def _bias_corrected(moment: Any, drive: Any, rate: Any, t: Any, xp: Any) -> Any:
@@ -121,3 +157,18 @@ def flow_update(
 ) -> PyTree:
     """The top-level update :math:`u^{(k)}(t)` the flow applies at ``state``."""
     return cascade_rates(t, state, grad_fn(state.theta), params, xp)[0]
+
+
+def _leading_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
+    return y.m, y.v
+
+
+#: The leading-order flow (theory/adam.md), in raw (m, v) states.
+LEADING = FlowModel(
+    start=_leading_start,
+    field=leading_field,
+    update=flow_update,
+    theta=_theta,
+    moments=_leading_moments,
+    validity=_no_validity,
+)

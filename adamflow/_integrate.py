@@ -7,55 +7,26 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import _corrected, _flows
-from ._backends import FlowModel
+from ._flows import FlowModel
 from ._discrete import _as_float_tree, resolve_grad
 from ._optimizers import KAdam
-from ._rules import NUMPY_OPS
+from ._rules import JAX_OPS, NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
 from ._validate import check_choice, check_positive
 
-ORDERS = ("leading", "corrected")
 CONVENTIONS = ("exact", "euler")
 BACKENDS = ("auto", "diffrax", "scipy")
 
-
-def _leading_moments(t: Any, y: _flows.FlowState, params: Any, xp: Any) -> Any:
-    return y.m, y.v
-
-
-#: The leading-order flow of THEORY.md §2, in raw (m, v) states.
-LEADING = FlowModel(
-    init=_flows.initial_state,
-    field=_flows.leading_field,
-    update=_flows.flow_update,
-    theta=lambda y: y.theta,
-    moments=_leading_moments,
-)
-
-#: Flow models by ``order``; the corrected flow registers itself here.
-MODELS: dict[str, Callable[[KAdam], FlowModel]] = {"leading": lambda opt: LEADING}
-#: The first-order corrected flow of THEORY.md §3 (k <= 2; exact-decay rates only).
-MODELS["corrected"] = _corrected.corrected_model
-
-
-def _initial_state(
-    model: FlowModel,
-    opt: KAdam,
-    order: str,
-    params: Any,
-    theta: PyTree,
-    grad_fn: Callable[[PyTree], PyTree],
-    zeros_like: Callable[[Any], Any],
-) -> Any:
-    """The state at t = 0; the corrected flow's bias-corrected moments start at the lagged
-    drives, which need the gradient (THEORY.md §3)."""
-    if order == "corrected":
-        return _corrected.initial_state(opt, params, theta, grad_fn)
-    return model.init(opt.k, theta, zeros_like)
+#: Flow models by ``order``: ``MODELS[order](opt, convention)`` returns the `FlowModel`, or
+#: raises ``ValueError`` naming why it cannot integrate that spec.
+MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
+    "leading": lambda opt, convention: _flows.LEADING,
+    "corrected": _corrected.corrected_model,
+}
+ORDERS = tuple(MODELS)
 
 
 def _is_jax_traceable(grad_fn: Callable[[PyTree], PyTree], theta0: PyTree) -> bool:
@@ -168,24 +139,17 @@ def integrate(
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     save_ts = _save_times(opt, t_end, save_steps)
     grad_fn = resolve_grad(loss, grad)
-    if order not in MODELS:
-        raise ValueError(f"order={order!r} is not available (known: {sorted(MODELS)})")
-    model = MODELS[order](opt)  # may refuse specs it cannot integrate, with a reason
-    if order == "corrected" and convention != "exact":
-        raise ValueError(
-            "order='corrected' needs convention='exact': its lags match the discrete decay "
-            "b1^n = exp(-a t) only with a = ln(1/b1)/lr"
-        )
+    model = MODELS[order](opt, convention)  # may refuse specs it cannot integrate, with a reason
     traceable = _is_jax_traceable(grad_fn, _as_float_tree(theta0))
     backend = _pick_backend(backend, solver, traceable)
     params = _flows.flow_params(opt, convention)
 
     if traceable:
-        theta_start = _as_float_tree(theta0)
-        y0 = _initial_state(model, opt, order, params, theta_start, grad_fn, jnp.zeros_like)
+        theta_start, xp = _as_float_tree(theta0), JAX_OPS
     else:  # a NumPy gradient: the scipy backend evaluates the field with NumPy
         theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
-        y0 = model.init(opt.k, theta_start, np.zeros_like)
+        params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
+    y0 = model.start(opt, params, theta_start, grad_fn, xp)
     if backend == "diffrax":
         from ._backends import diffrax as backend_mod
 
@@ -222,9 +186,7 @@ def integrate(
         if throw:
             raise IntegrationError(message)
     m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
-    validity = result.stats.get("validity")
-    if order == "corrected":
-        validity = _corrected.path_validity(opt, params, save_ts, result.ys, grad_fn)
+    validity = model.validity(opt, params, save_ts, result.ys, grad_fn)
     return Trajectory(
         ts=save_ts,
         steps=save_ts / opt.lr,

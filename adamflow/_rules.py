@@ -18,7 +18,7 @@ import numpy as np
 
 #: The array namespace used for numbers. A namespace needs ``sqrt``, ``expm1``, ``log``,
 #: ``clip_nonneg`` (max(x, 0); the identity for symbols, where v >= 0 is known), and for
-#: the flows ``where`` and ``isfinite``.
+#: the flows ``where``, ``isfinite`` and ``zeros_like``.
 JAX_OPS = SimpleNamespace(
     sqrt=jnp.sqrt,
     expm1=jnp.expm1,
@@ -26,6 +26,7 @@ JAX_OPS = SimpleNamespace(
     clip_nonneg=lambda x: jnp.maximum(x, 0.0),
     where=jnp.where,
     isfinite=jnp.isfinite,
+    zeros_like=jnp.zeros_like,
 )
 #: The same in NumPy, for the scipy backend with a NumPy gradient callable.
 NUMPY_OPS = SimpleNamespace(
@@ -35,6 +36,7 @@ NUMPY_OPS = SimpleNamespace(
     clip_nonneg=lambda x: np.maximum(x, 0.0),
     where=np.where,
     isfinite=np.isfinite,
+    zeros_like=np.zeros_like,
 )
 
 

@@ -175,11 +175,8 @@ def test_tanh_network_near_zero_gradients_flag_a_large_validity():
     steps = 100
     kwargs = dict(save_every=steps, backend="scipy", rtol=1e-9, atol=1e-12)
     lead = compare(opt, loss, theta0, steps, **kwargs)
-    try:
-        corr = compare(opt, loss, theta0, steps, order="corrected", throw=True, **kwargs)
-    except af.IntegrationError:
-        return  # failing loudly is an allowed outcome
-    # Success: no worse than the leading flow, and the path says it left the regime.
+    corr = compare(opt, loss, theta0, steps, order="corrected", throw=True, **kwargs)
+    # It integrates, is no worse than the leading flow, and says it left the regime.
     assert corr.flow.success
     assert corr.final_error <= 1.5 * lead.final_error, (corr.final_error, lead.final_error)
     assert corr.flow.validity >= 1.0, corr.flow.validity  # measured 2.8

@@ -1,0 +1,94 @@
+"""The figures of ``figures/``: each is an experiment (computes) and a drawing (draws).
+
+``FIGURES[name] = (experiment, drawing)``, as dotted paths imported on first use:
+
+- the experiment ``f(*, quick: bool = False, seed: int = 0) -> FigureData`` computes what
+  the figure shows from the library;
+- the drawing ``draw(data) -> matplotlib.figure.Figure`` (in `adamflow.plotting`) draws
+  ``FigureData.data`` and does nothing else.
+
+`make_figure` runs both and writes ``<name>.png`` with its JSON sidecar (every parameter,
+the seed, the package version and ``FigureData.results``) atomically. Run times are not
+written, so regenerating a figure with the same seed leaves its sidecar unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .._io import save_figure, sidecar
+
+
+class FigureData(NamedTuple):
+    """What an experiment returns: ``data`` for the drawing, every ``parameters`` it used,
+    and ``results`` (JSON-able numbers quoted in the sidecar and the README)."""
+
+    data: Any
+    parameters: dict[str, Any]
+    results: dict[str, Any]
+
+
+#: figure name -> (experiment, drawing); the order of the README's gallery.
+FIGURES: dict[str, tuple[str, str]] = {
+    "phase_diagram": (
+        "adamflow.experiments.phase_figures:phase_diagram_experiment",
+        "adamflow.plotting.phase:draw_phase_diagram_figure",
+    ),
+    "switch_off_growth": (
+        "adamflow.experiments.phase_figures:switch_off_growth_experiment",
+        "adamflow.plotting.phase:draw_switch_off_growth",
+    ),
+    "trajectories": (
+        "adamflow.experiments.convergence:trajectories_experiment",
+        "adamflow.plotting.convergence:draw_trajectories",
+    ),
+    "convergence": (
+        "adamflow.experiments.convergence:convergence_experiment",
+        "adamflow.plotting.convergence:draw_convergence",
+    ),
+    "meta_adaptive": (
+        "adamflow.experiments.kadam_figures:meta_adaptive_experiment",
+        "adamflow.plotting.kadam:draw_meta_adaptive",
+    ),
+    "kadam_stability": (
+        "adamflow.experiments.kadam_figures:kadam_stability_experiment",
+        "adamflow.plotting.kadam:draw_kadam_stability",
+    ),
+    "kadam_training": (
+        "adamflow.experiments.kadam_figures:kadam_training_experiment",
+        "adamflow.plotting.kadam:draw_kadam_training",
+    ),
+    "phase_accuracy": (
+        "adamflow.experiments.kadam_figures:phase_accuracy_experiment",
+        "adamflow.plotting.kadam:draw_phase_accuracy",
+    ),
+}
+
+
+def _resolve(dotted: str) -> Any:
+    module, _, name = dotted.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_experiment(name: str, *, quick: bool = False, seed: int = 0) -> FigureData:
+    """The data of figure ``name`` (a key of `FIGURES`), without drawing it."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {list(FIGURES)}")
+    return _resolve(FIGURES[name][0])(quick=quick, seed=seed)
+
+
+def make_figure(
+    name: str, out_dir: str | Path, *, quick: bool = False, seed: int = 0
+) -> dict[str, Any]:
+    """Run figure ``name``'s experiment, draw it, write ``<out_dir>/<name>.png`` and
+    ``<name>.json``; returns the figure's ``results``."""
+    figure_data = run_experiment(name, quick=quick, seed=seed)
+    figure = _resolve(FIGURES[name][1])(figure_data.data)
+    save_figure(
+        figure,
+        Path(out_dir) / f"{name}.png",
+        sidecar(figure_data.parameters, seed, **figure_data.results),
+    )
+    return figure_data.results
