@@ -1,4 +1,4 @@
-r"""The first-order corrected flow (THEORY.md §3): discrete Adam followed to O(lr²).
+r"""The first-order corrected flow (theory/corrected_flow.md §1): discrete Adam followed to O(lr²).
 
 The discrete step reads the gradient at the *start* of a step and applies the update at its
 *end*; the leading-order flow ignores both offsets and is O(η) away from the iterates.
@@ -40,7 +40,7 @@ Where it holds: the expansion assumes the input :math:`x_i` of each normalizatio
 (g, then :math:`u^{(i-1)}`) changes little per step compared with its running RMS. Every
 corrected `Trajectory` carries ``validity`` (`path_validity`), the largest
 :math:`\eta |\dot x_i| / (\sqrt{\hat v_i} + \varepsilon)` over the saved points, levels
-and coordinates. At t = 0, :math:`\sqrt{\hat v} = |x|`, so it is THEORY's
+and coordinates. At t = 0, :math:`\sqrt{\hat v} = |x|`, so it is
 :math:`\eta|\dot g|/|g|`; later the running RMS remembers the gradient's size, so an
 ordinary zero crossing of g does not flag. Values of order one or more mean some
 coordinate's update changes by O(1) in one step: no expansion in η holds there.
@@ -350,7 +350,7 @@ def corrected_field(
     grad_fn: Callable[[PyTree], PyTree],
     xp: Any,
 ) -> FlowState:
-    r"""The corrected flow's vector field (THEORY.md §3): :math:`\dot\theta = -(\hat u +
+    r"""The corrected flow's vector field (theory/corrected_flow.md §1): :math:`\dot\theta = -(\hat u +
     \tfrac{\eta}{2}\dot{\hat u} + \lambda(\theta - \tfrac{\eta}{2}\dot\theta_0))`,
     :math:`\dot m_i = a_i(\text{drive}_{m,i} - m_i)`, :math:`\dot v_i = b_i(\text{drive}_{v,i}
     - v_i)` with the lagged drives of the module docstring."""

@@ -1,4 +1,4 @@
-"""The discrete optimizers (THEORY.md §1): the reference every flow is compared with."""
+"""The discrete optimizers (theory/adam.md §3, theory/kadam.md §1): the reference every flow is compared with."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def run_discrete(
     grad: Callable[[PyTree], PyTree] | None = None,
     save_every: int = 1,
 ) -> Trajectory:
-    r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (THEORY.md §1).
+    r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3, theory/kadam.md §1).
 
     :math:`g_n = \nabla L(\theta_{n-1})`, the k-level cascade gives :math:`u^{(k)}_n`, and
     :math:`\theta_n = \theta_{n-1} - \eta(u^{(k)}_n + \lambda\theta_{n-1})`. Equal to

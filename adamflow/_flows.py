@@ -1,4 +1,4 @@
-"""Continuous-time vector fields of the k-Adam cascade (THEORY.md §2, leading order)."""
+"""Continuous-time vector fields of the k-Adam cascade (theory/adam.md §4, theory/kadam.md §2; leading order)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class FlowParams(NamedTuple):
 
 
 def flow_params(opt: KAdam, convention: str = "exact") -> FlowParams:
-    r"""Rates of the spec's flow (theory/adam.md): :math:`a_i = \ln(1/\beta_{1,i})/\eta`
+    r"""Rates of the spec's flow (theory/adam.md §1): :math:`a_i = \ln(1/\beta_{1,i})/\eta`
     (``"exact"``) or :math:`(1-\beta_{1,i})/\eta` (``"euler"``), likewise :math:`b_i` from
     :math:`\beta_{2,i}`. Works on a traced or vmapped spec (the sweep's continuous mode)."""
     a = jnp.stack([_rules.moment_rate(jnp.asarray(b1), opt.lr, convention) for b1 in opt.b1s])
@@ -135,7 +135,7 @@ def leading_field(
     grad_fn: Callable[[PyTree], PyTree],
     xp: Any = _rules.JAX_OPS,
 ) -> FlowState:
-    r"""Leading-order k-Adam flow (THEORY.md §2):
+    r"""Leading-order k-Adam flow (theory/kadam.md §2):
 
     :math:`\dot\theta = -(u^{(k)} + \lambda\theta)`,
     :math:`\dot m_i = a_i(u^{(i-1)} - m_i)`, :math:`\dot v_i = b_i((u^{(i-1)})^2 - v_i)`,
@@ -163,7 +163,7 @@ def _leading_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
     return y.m, y.v
 
 
-#: The leading-order flow (theory/adam.md), in raw (m, v) states.
+#: The leading-order flow (theory/adam.md §4), in raw (m, v) states.
 LEADING = FlowModel(
     start=_leading_start,
     field=leading_field,

@@ -93,7 +93,7 @@ def integrate(
     throw: bool = True,
     progress: bool = False,
 ) -> Trajectory:
-    r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (THEORY.md §2).
+    r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4, theory/kadam.md §2).
 
     Leading order, time :math:`t = n\eta`, rates :math:`a_i, b_i` from ``convention``
     (``"exact"``: :math:`a = \ln(1/\beta_1)/\eta`; ``"euler"``: :math:`a = (1-\beta_1)/\eta`)::
@@ -111,7 +111,7 @@ def integrate(
     grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
     steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
-    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow, THEORY §3).
+    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow, theory/corrected_flow.md §1).
     convention : ``"exact"`` (default) or ``"euler"`` moment rates.
     backend : ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
         ``"scipy"``.

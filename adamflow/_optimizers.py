@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True, repr=False, eq=False)
 class KAdam:
-    r"""k-Adam: ``k`` adaptive normalizations in cascade (THEORY.md §1-2).
+    r"""k-Adam: ``k`` adaptive normalizations in cascade (theory/kadam.md §1-2).
 
     Discrete step ``n`` (``u⁽⁰⁾ = g_n = ∇L(θ_{n-1})``), for levels ``i = 1..k``::
 
@@ -144,7 +144,7 @@ class KAdam:
 
 
 def Adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> KAdam:
-    r"""Adam: the one-level cascade, no weight decay (THEORY.md §1).
+    r"""Adam: the one-level cascade, no weight decay (theory/adam.md §3-4).
 
     ``m_n = β₁ m + (1-β₁) g``, ``v_n = β₂ v + (1-β₂) g²``,
     ``θ_n = θ_{n-1} - η m̂_n/(sqrt(v̂_n)+ε)``; flow ``dθ/dt = -m̂/(sqrt(v̂)+ε)``.
@@ -160,7 +160,7 @@ def AdamW(
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
 ) -> KAdam:
-    r"""AdamW: Adam with decoupled weight decay λ (THEORY.md §1).
+    r"""AdamW: Adam with decoupled weight decay λ (theory/adamw.md §1-3).
 
     ``θ_n = θ_{n-1} - η (m̂_n/(sqrt(v̂_n)+ε) + λ θ_{n-1})``; flow
     ``dθ/dt = -(m̂/(sqrt(v̂)+ε) + λθ)``. Same as

@@ -84,7 +84,7 @@ def decay_per_step(factor: Any, xp: Any = JAX_OPS) -> Any:
 
 def moment_rate(factor: Any, lr: Any, convention: str, xp: Any = JAX_OPS) -> Any:
     r"""Continuous relaxation rate of an EMA with factor β (β₁ or β₂) at learning rate η
-    (theory/adam.md).
+    (theory/adam.md §1).
 
     ``"exact"``: :math:`a = \ln(1/\beta)/\eta`, so :math:`e^{-a t} = \beta^n` at
     :math:`t = n\eta` (the default). ``"euler"``: :math:`a = (1-\beta)/\eta`, the

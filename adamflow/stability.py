@@ -1,4 +1,4 @@
-r"""Numeric bounds on Adam's update and the stable region of (β₁, β₂) (THEORY.md §4).
+r"""Numeric bounds on Adam's update and the stable region of (β₁, β₂) (theory/stability.md §1).
 
 Fast, vectorised NumPy versions of the results `adamflow.symbolic` derives (the tests check
 them against the lambdified symbolic forms); this module does not import sympy.
@@ -24,30 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from ._rules import NUMPY_OPS, decay_per_step
+from ._validate import check_array, check_int
+
 __all__ = [
     "eps_capped_amplification",
     "growth_rate",
     "is_stable",
+    "log_growth",
     "update_bound",
 ]
-
-
-def _unit_interval(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value, dtype=float)
-    bad = ~(np.isfinite(array) & (array >= 0.0) & (array < 1.0))
-    if np.any(bad):
-        example = float(array[bad].flat[0]) if array.ndim else float(array)
-        raise ValueError(f"{name} must be in [0, 1), got {example!r}")
-    return array
-
-
-def _positive(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value, dtype=float)
-    bad = ~(np.isfinite(array) & (array > 0.0))
-    if np.any(bad):
-        example = float(array[bad].flat[0]) if array.ndim else float(array)
-        raise ValueError(f"{name} must be finite and > 0, got {example!r}")
-    return array
 
 
 def _result(array: np.ndarray) -> Any:
@@ -55,7 +41,8 @@ def _result(array: np.ndarray) -> Any:
 
 
 def _b1_b2(b1: Any, b2: Any) -> tuple[np.ndarray, np.ndarray]:
-    return np.broadcast_arrays(_unit_interval("b1", b1), _unit_interval("b2", b2))
+    unit = {"low": 0.0, "high": 1.0, "high_open": True}
+    return np.broadcast_arrays(check_array("b1", b1, **unit), check_array("b2", b2, **unit))
 
 
 def is_stable(b1: Any, b2: Any) -> Any:
@@ -83,21 +70,30 @@ def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
             stable = (b2 > b1**2) | (b1 == 0.0)  # the same test as is_stable
             series = np.where(stable, -1.0 / np.expm1(log_r), np.inf)
         else:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"n must be an integer >= 1, got {n!r}")
+            n = check_int("n", n, 1)
             # (r^n - 1)/(r - 1), accurate near r = 1, equal to n at r = 1.
             ratio = np.expm1(n * log_r) / np.expm1(log_r)
             series = np.where(log_r == 0.0, float(n), np.where(np.isneginf(log_r), 1.0, ratio))
     return _result(scale * np.sqrt(series))
 
 
-def growth_rate(b1: Any, b2: Any) -> Any:
-    r"""Per-step log growth of the bound, :math:`\max(0, \ln(\beta_1/\sqrt\beta_2))`: zero in the
-    stable region, ``inf`` for ``b2 = 0 < b1``. In time :math:`t = n\eta` the rate is this
-    divided by η, :math:`b/2 - a` in the exact-decay convention."""
+def log_growth(b1: Any, b2: Any) -> Any:
+    r"""Signed per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
+    negligible, bias corrections settled): :math:`\ln(\beta_1/\sqrt{\beta_2}) =
+    \tfrac12\ln(1/\beta_2) - \ln(1/\beta_1)` -- growth where :math:`\beta_2 < \beta_1^2`,
+    decay elsewhere (theory/stability.md §1). ``nan`` at ``b1 = b2 = 0``."""
     b1, b2 = _b1_b2(b1, b2)
-    with np.errstate(divide="ignore", invalid="ignore"):  # b1 = b2 = 0 -> nan -> 0
-        rate = np.log(b1) - 0.5 * np.log(b2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = 0.5 * decay_per_step(b2, NUMPY_OPS) - decay_per_step(b1, NUMPY_OPS)
+    return _result(rate)
+
+
+def growth_rate(b1: Any, b2: Any) -> Any:
+    r"""Per-step log growth of the bound, :math:`\max(0, \ln(\beta_1/\sqrt\beta_2))`
+    (`log_growth` clipped at 0): zero in the stable region, ``inf`` for ``b2 = 0 < b1``. In
+    time :math:`t = n\eta` the rate is this divided by η, :math:`b/2 - a` in the exact-decay
+    convention (theory/stability.md §1)."""
+    rate = np.asarray(log_growth(b1, b2))
     return _result(np.where(np.isnan(rate) | (rate < 0.0), 0.0, rate))
 
 
@@ -109,15 +105,15 @@ def eps_capped_amplification(
     once :math:`\sqrt{\hat v}` reaches ε.
 
     With :math:`p = 2\ln(1/\beta_1)/\ln(1/\beta_2)` (:math:`p < 1` iff :math:`\beta_2 < \beta_1^2`):
-    ``sharp=False`` gives THEORY.md's estimate :math:`(G/\varepsilon)^{1-p}`; ``sharp=True``
+    ``sharp=False`` gives the simple estimate :math:`(G/\varepsilon)^{1-p}`; ``sharp=True``
     the exact maximum over continuous steps, :math:`p^p(1-p)^{1-p}(G/\varepsilon)^{1-p}`
     (a factor 1/2 to 1 below), reached at :math:`\beta_2^{\nu/2} = p\varepsilon/((1-p)G)`.
     Where there is no growth (stable region, or the peak would come before the switch-off)
     the largest update is the first, :math:`G/(G+\varepsilon)`, and that is returned.
     """
     b1, b2 = _b1_b2(b1, b2)
-    G = _positive("grad_scale", grad_scale)
-    eps = _positive("eps", eps)
+    G = check_array("grad_scale", grad_scale, 0.0, low_open=True)
+    eps = check_array("eps", eps, 0.0, low_open=True)
     b1, b2, G, eps = np.broadcast_arrays(b1, b2, G, eps)
     first = G / (G + eps)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

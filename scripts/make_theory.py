@@ -13,18 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adamflow._io import atomic_write_bytes  # noqa: E402
-from adamflow.symbolic import theory_documents  # noqa: E402
-
-
-def stale_documents(out_dir: Path, documents: dict[str, str]) -> list[str]:
-    """Names of the documents whose file in ``out_dir`` is missing or differs."""
-    stale = []
-    for name, text in documents.items():
-        path = out_dir / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-    return stale
+from adamflow.symbolic import theory_documents, write_theory  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,16 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     parser.add_argument("--out", type=Path, default=ROOT / "theory", help="output folder")
     args = parser.parse_args(argv)
-    documents = theory_documents()
-    stale = stale_documents(args.out, documents)
+    stale = write_theory(args.out, check=args.check)
     if args.check:
         for name in stale:
             print(f"stale: {args.out / name} (run python scripts/make_theory.py)")
         return 1 if stale else 0
     for name in stale:
-        atomic_write_bytes(args.out / name, documents[name].encode("utf-8"))
         print(f"wrote {args.out / name}")
-    print(f"{len(documents)} documents, {len(stale)} updated")
+    print(f"{len(theory_documents())} documents, {len(stale)} updated")
     return 0
 
 

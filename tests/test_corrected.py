@@ -1,4 +1,4 @@
-"""The first-order corrected flow (THEORY.md §3): order two, its start, its refusals, and
+"""The first-order corrected flow (theory/corrected_flow.md §1): order two, its start, its refusals, and
 the validity indicator that says where no expansion in lr holds."""
 
 import math
@@ -13,7 +13,7 @@ from adamflow import _corrected, _flows
 from adamflow._compare import compare, compare_orders
 from adamflow.plotting.convergence import far_quadratic
 
-# THEORY §3's setting: a 5-d coupled quadratic far from its minimum, T = 0.5 (the same
+# theory/corrected_flow.md §1 setting: a 5-d coupled quadratic far from its minimum, T = 0.5 (the same
 # loss the convergence figure uses).
 THETA0 = jnp.zeros(5)
 T1 = 0.5

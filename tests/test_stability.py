@@ -9,7 +9,7 @@ from scipy.linalg import eigh
 
 from adamflow import stability, symbolic
 
-b1, b2 = sp.symbols("b1 b2")
+b1, b2 = sp.symbols("beta_1 beta_2")
 STABLE_POINTS = [(0.9, 0.999), (0.9, 0.95), (0.5, 0.3), (0.0, 0.5), (0.99, 0.9999), (0.3, 0.1)]
 
 
@@ -133,7 +133,7 @@ def test_eps_capped_amplification_against_the_ema(b, g):
     # The symbolic forms, evaluated.
     p = 2 * np.log(1 / b) / np.log(1 / g)
     leading_sym = symbolic.eps_capped_amplification()
-    values = {"b1": b, "b2": g, "G": grad, "epsilon": eps}
+    values = {"beta_1": b, "beta_2": g, "G": grad, "epsilon": eps}
     assert leading == pytest.approx(
         float(leading_sym.subs({s: values[s.name] for s in leading_sym.free_symbols})), rel=1e-10
     )
@@ -145,7 +145,7 @@ def test_eps_capped_amplification_against_the_ema(b, g):
 
 
 def test_eps_capped_amplification_theory_example_and_stable_region():
-    # THEORY.md §4: b1 0.9, b2 0.5, |g| 1e-2, eps 1e-8: measured 8.1e3, estimate 1.5e4.
+    # theory/stability.md §2: b1 0.9, b2 0.5, |g| 1e-2, eps 1e-8: measured 8.1e3, estimate 1.5e4.
     assert stability.eps_capped_amplification(0.9, 0.5, 1e-2, 1e-8) == pytest.approx(
         1.5e4, rel=0.01
     )
@@ -192,3 +192,14 @@ def test_stability_module_does_not_import_sympy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_log_growth_is_signed_and_growth_rate_its_positive_part():
+    b1s = np.array([0.9, 0.5, 0.99, 0.0])
+    b2s = np.array([0.999, 0.1, 0.97, 0.5])
+    signed = stability.log_growth(b1s, b2s)
+    # ln(β₁/√β₂) by hand, independent of the module's decay_per_step.
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(signed, np.log(b1s / np.sqrt(b2s)), rtol=1e-12, atol=1e-15)
+    assert stability.log_growth(0.5, 0.1) == pytest.approx(0.458145, abs=1e-6)
+    np.testing.assert_array_equal(stability.growth_rate(b1s, b2s), np.maximum(signed, 0.0))

@@ -1,7 +1,8 @@
-"""The symbolic layer: its derived results equal THEORY.md's formulas and the numerical code."""
+"""The symbolic layer: its derived results equal the theory/ formulas and the numerical code."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from adamflow import _discrete, _flows, _rules, symbolic
-from adamflow._optimizers import Hyper
+from adamflow import KAdam, _flows, _optimizers, _rules, symbolic
 
 ROOT = Path(__file__).resolve().parent.parent
-beta, gamma, eta, a, b = sp.symbols("beta gamma eta a b")
+b1, b2, eta, a, b = sp.symbols("beta_1 beta_2 eta a b")
 
 
 def _positive(expr: sp.Expr) -> sp.Expr:
@@ -45,49 +45,49 @@ def test_import_adamflow_does_not_import_sympy():
     assert out.stdout.strip() == "False"
 
 
-def test_stability_condition_is_gamma_greater_than_beta_squared():
+def test_stability_condition_is_b2_greater_than_b1_squared():
     condition = symbolic.stability_condition()
-    assert condition == sp.Gt(gamma, beta**2)
-    assert {s.name for s in condition.free_symbols} == {"beta", "gamma"}
-    # On a grid it decides exactly as gamma > beta^2 does.
-    decide = sp.lambdify([beta, gamma], condition, "numpy")
+    assert condition == sp.Gt(b2, b1**2)
+    assert {s.name for s in condition.free_symbols} == {"beta_1", "beta_2"}
+    # On a grid it decides exactly as b2 > b1^2 does.
+    decide = sp.lambdify([b1, b2], condition, "numpy")
     grid_b, grid_g = np.meshgrid(np.linspace(0.01, 0.99, 41), np.linspace(0.01, 0.99, 43))
     np.testing.assert_array_equal(decide(grid_b, grid_g), grid_g > grid_b**2)
 
 
 def test_continuous_and_euler_conditions_and_levels():
     assert symbolic.stability_condition("continuous") == sp.Lt(b, 2 * a)
-    assert symbolic.stability_condition("euler") == sp.Gt(gamma, 2 * beta - 1)
+    assert symbolic.stability_condition("euler") == sp.Gt(b2, 2 * b1 - 1)
     levels = symbolic.level_conditions(3)
     assert levels == tuple(
-        sp.Gt(sp.Symbol(f"gamma_{i}"), sp.Symbol(f"beta_{i}") ** 2) for i in (1, 2, 3)
+        sp.Gt(sp.Symbol(f"beta_2,{i}"), sp.Symbol(f"beta_1,{i}") ** 2) for i in (1, 2, 3)
     )
-    assert symbolic.level_conditions(1) == (sp.Gt(gamma, beta**2),)
+    assert symbolic.level_conditions(1) == (sp.Gt(b2, b1**2),)
     with pytest.raises(ValueError, match="form"):
         symbolic.stability_condition("implicit")
 
 
 def test_update_bound_closed_form_and_value():
     bound = symbolic.update_bound()
-    theory = (1 - beta) / sp.sqrt((1 - gamma) * (1 - beta**2 / gamma))
-    assert _same_root(bound, theory, {beta: 0.6, gamma: 0.5})
-    assert float(bound.subs({beta: 0.9, gamma: 0.999})) == pytest.approx(7.2703, abs=5e-5)
+    theory = (1 - b1) / sp.sqrt((1 - b2) * (1 - b1**2 / b2))
+    assert _same_root(bound, theory, {b1: 0.6, b2: 0.5})
+    assert float(bound.subs({b1: 0.9, b2: 0.999})) == pytest.approx(7.2703, abs=5e-5)
     # Continuous form, and it is the eta -> 0 limit of the discrete one.
     continuous = symbolic.update_bound(form="continuous")
     assert _same_root(continuous, a / sp.sqrt(b * (2 * a - b)), {a: 1.3, b: 0.4})
-    assert symbolic.growth_factor() == beta / sp.sqrt(gamma)
+    assert symbolic.growth_factor() == b1 / sp.sqrt(b2)
 
 
 def test_finite_n_bound_matches_partial_sums_and_boundary():
     n = 7
     finite = symbolic.update_bound(n)
-    for bv, gv in [(0.9, 0.999), (0.9, 0.5), (0.3, 0.2)]:
-        partial = sum((1 - bv) ** 2 * bv ** (2 * j) / ((1 - gv) * gv**j) for j in range(n))
-        assert float(finite.subs({beta: bv, gamma: gv})) == pytest.approx(np.sqrt(partial), 1e-12)
+    for b1v, b2v in [(0.9, 0.999), (0.9, 0.5), (0.3, 0.2)]:
+        partial = sum((1 - b1v) ** 2 * b1v ** (2 * j) / ((1 - b2v) * b2v**j) for j in range(n))
+        assert float(finite.subs({b1: b1v, b2: b2v})) == pytest.approx(np.sqrt(partial), 1e-12)
     boundary = symbolic.stability().results["boundary_bound"]
     n_sym = sp.Symbol("n")
-    expected = sp.sqrt(n_sym) * (1 - beta) / sp.sqrt(1 - gamma)
-    assert _same_root(boundary, expected, {n_sym: 5, beta: 0.6, gamma: 0.36})
+    expected = sp.sqrt(n_sym) * (1 - b1) / sp.sqrt(1 - b2)
+    assert _same_root(boundary, expected, {n_sym: 5, b1: 0.6, b2: 0.36})
     with pytest.raises(ValueError, match="n must be"):
         symbolic.update_bound(0)
 
@@ -95,30 +95,30 @@ def test_finite_n_bound_matches_partial_sums_and_boundary():
 def test_amplification_matches_theory():
     G, eps = sp.symbols("G epsilon", positive=True)
     leading = _positive(symbolic.eps_capped_amplification())
-    bp, gp = sp.symbols("beta gamma", positive=True)
-    theory = (G / eps) ** (1 - 2 * sp.log(1 / bp) / sp.log(1 / gp))
+    b1p, b2p = sp.symbols("beta_1 beta_2", positive=True)
+    theory = (G / eps) ** (1 - 2 * sp.log(1 / b1p) / sp.log(1 / b2p))
     assert sp.simplify(sp.expand_log(sp.log(leading) - sp.log(theory), force=True)) == 0
     sharp = symbolic.eps_capped_amplification(sharp=True)
     expected = 0.3**0.3 * 0.7**0.7 * (1e6) ** 0.7
     assert _at(sharp, G=1e-2, epsilon=1e-8, p=0.3) == pytest.approx(expected, rel=1e-12)
-    # p is 2 ln(1/beta) / ln(1/gamma).
+    # p is 2 ln(1/b1) / ln(1/b2).
     p_expr = symbolic.amplification().results["p"]
-    assert _at(p_expr, beta=0.9, gamma=0.5) == pytest.approx(2 * np.log(0.9) / np.log(0.5))
+    assert _at(p_expr, beta_1=0.9, beta_2=0.5) == pytest.approx(2 * np.log(0.9) / np.log(0.5))
 
 
 def test_moment_rates_equal_rules():
     for convention in ("exact", "euler"):
-        rate = sp.lambdify([beta, eta], symbolic.moment_rate(convention), "numpy")
-        for bv, lr in [(0.9, 0.01), (0.999, 1e-3), (0.3, 0.5)]:
-            assert rate(bv, lr) == pytest.approx(_rules.moment_rate(bv, lr, convention), 1e-14)
-    assert symbolic.moment_rate("exact", "second") == -sp.log(gamma) / eta
+        rate = sp.lambdify([b1, eta], symbolic.moment_rate(convention), "numpy")
+        for b1v, lr in [(0.9, 0.01), (0.999, 1e-3), (0.3, 0.5)]:
+            assert rate(b1v, lr) == pytest.approx(_rules.moment_rate(b1v, lr, convention), 1e-14)
+    assert symbolic.moment_rate("exact", "second") == -sp.log(b2) / eta
     with pytest.raises(ValueError, match="convention"):
         symbolic.moment_rate("midpoint")
 
 
 def test_bias_correction_and_bias_corrected_form():
     results = symbolic.bias_correction().results
-    assert _zero(results["discrete"] - (1 - beta ** sp.Symbol("n")))
+    assert _zero(results["discrete"] - (1 - b1 ** sp.Symbol("n")))
     assert results["limit_t0"] == sp.Symbol("g")
     t, x, mhat = sp.symbols("t x mhat")
     field = symbolic.bias_corrected_form().results["mhat_dot"]
@@ -130,26 +130,20 @@ def test_symbolic_discrete_step_equals_cascade_step(k):
     rng = np.random.default_rng(k)
     step = symbolic.discrete_step_function(k)
     for n in (1, 2, 17):
-        betas, gammas = rng.uniform(0.5, 0.99, k), rng.uniform(0.5, 0.999, k)
+        b1s, b2s = rng.uniform(0.5, 0.99, k), rng.uniform(0.5, 0.999, k)
         lr, eps, lam = 0.03, 1e-3, 0.05
         theta, g = rng.normal(size=6), rng.normal(size=6)
         m = tuple(rng.normal(size=6) for _ in range(k))
         v = tuple(rng.uniform(0.1, 2.0, size=6) for _ in range(k))
-        hyper = Hyper(
-            jnp.asarray(lr),
-            jnp.asarray(betas),
-            jnp.asarray(gammas),
-            jnp.asarray(eps),
-            jnp.asarray(lam),
-        )
-        state = _discrete.CascadeState(
+        opt = KAdam(lr, k=k, b1=tuple(b1s), b2=tuple(b2s), eps=eps, weight_decay=lam)
+        state = _optimizers.CascadeState(
             jnp.asarray(n - 1, jnp.int32),
             tuple(jnp.asarray(x) for x in m),
             tuple(jnp.asarray(x) for x in v),
         )
-        new_state, u = _discrete.cascade_step(hyper, state, jnp.asarray(g))
-        new_theta = _discrete.parameter_step(hyper, jnp.asarray(theta), u)
-        got = step(n, theta, m, v, g, lr, betas, gammas, eps, lam)
+        new_state, u = _optimizers.cascade_step(opt, state, jnp.asarray(g))
+        new_theta = _optimizers.parameter_step(opt, jnp.asarray(theta), u)
+        got = step(n, theta, m, v, g, lr, b1s, b2s, eps, lam)
         np.testing.assert_allclose(got.u, u, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(got.theta, new_theta, rtol=1e-12, atol=1e-14)
         for i in range(k):
@@ -184,9 +178,9 @@ def test_symbolic_leading_field_equals_flows(k, weight_decay):
 
 def test_corrected_flow_equals_theory():
     results = symbolic.corrected_flow().results
-    log_inv = sp.log(1 / beta)
-    assert _zero(results["delta_beta"] - eta * (1 / (1 - beta) - 1 / log_inv))
-    assert _zero(results["delta_prime_beta"] - eta * (beta / (1 - beta) - 1 / log_inv))
+    log_inv = sp.log(1 / b1)
+    assert _zero(results["delta_b1"] - eta * (1 / (1 - b1) - 1 / log_inv))
+    assert _zero(results["delta_prime_b1"] - eta * (b1 / (1 - b1) - 1 / log_inv))
     u, udot, theta, lam = sp.symbols("u udot theta lambda")
     thetadot0 = -(u + lam * theta)
     theory = -(u + eta / 2 * udot + lam * (theta - eta / 2 * thetadot0))
@@ -197,18 +191,19 @@ def test_lag_functions_numeric():
     import mpmath
 
     lags = symbolic.lag_functions()
-    betas = [0.01, 0.3, 0.85, 0.9, 0.999, 0.99999]
+    factors = [0.01, 0.3, 0.85, 0.9, 0.999, 0.99999]
     lr = 0.02
     with mpmath.workdps(40):
         exact = [
-            float(lr * (1 / (1 - mpmath.mpf(x)) - 1 / mpmath.log(1 / mpmath.mpf(x)))) for x in betas
+            float(lr * (1 / (1 - mpmath.mpf(x)) - 1 / mpmath.log(1 / mpmath.mpf(x))))
+            for x in factors
         ]
     expected = np.array(exact)
-    np.testing.assert_allclose(lags.first_level(betas, lr), expected, rtol=1e-10)
-    np.testing.assert_allclose(lags.upper_levels(betas, lr), expected - lr, rtol=1e-10)
-    # delta/eta runs from 1 (beta -> 0) to 1/2 (beta -> 1); the upper-level lead is negative.
-    assert np.all(np.diff(lags.first_level(betas, 1.0)) < 0)
-    assert np.all(lags.upper_levels(betas, lr) < 0)
+    np.testing.assert_allclose(lags.first_level(factors, lr), expected, rtol=1e-10)
+    np.testing.assert_allclose(lags.upper_levels(factors, lr), expected - lr, rtol=1e-10)
+    # delta/eta runs from 1 (b1 -> 0) to 1/2 (b1 -> 1); the upper-level lead is negative.
+    assert np.all(np.diff(lags.first_level(factors, 1.0)) < 0)
+    assert np.all(lags.upper_levels(factors, lr) < 0)
 
 
 def test_every_derivation_exports_latex():
@@ -219,7 +214,7 @@ def test_every_derivation_exports_latex():
             assert text.startswith(r"\subsection*{") and r"\[" in text
             assert all(isinstance(v, str) for v in derivation.results_latex().values())
     stability_tex = symbolic.stability().results_latex()
-    assert stability_tex["condition"] == r"\gamma > \beta^{2}"
+    assert stability_tex["condition"] == r"\beta_{2} > \beta_{1}^{2}"
     assert stability_tex["continuous_condition"] == "b < 2 a"
 
 
@@ -239,4 +234,80 @@ def test_theory_documents_are_current():
         assert committed.read_text(encoding="utf-8") == text, (
             f"{committed} is stale: run python scripts/make_theory.py"
         )
-    assert "$$" in documents["stability.md"] and r"\gamma > \beta^{2}" in documents["README.md"]
+    assert "$$" in documents["stability.md"]
+    assert r"\beta_{2} > \beta_{1}^{2}" in documents["README.md"]
+
+
+def test_scale_invariance_and_the_norm_of_theta():
+    results = symbolic.scale_invariance().results
+    assert results["orthogonality"] == 0 and results["gradient_scaling"] == 1
+    N, P, U, E, lam, size = sp.symbols("N P U E lambda |u|")
+    exact = (1 - eta * lam) ** 2 * N - 2 * eta * (1 - eta * lam) * P + eta**2 * U
+    assert sp.expand(results["norm_step"] - exact) == 0
+    assert sp.expand(results["norm_rate"] - (-2 * lam * N - 2 * P + eta * U)) == 0
+    assert _zero(results["equilibrium"] - eta * E / (2 * lam))
+    assert _zero(results["angular_step"] - sp.sqrt(2 * eta * lam) * size / sp.sqrt(E))
+
+
+def test_public_keywords_are_b1_b2_not_beta_gamma():
+    import inspect
+
+    step = symbolic.discrete_step_function(1)
+    state = dict(n=3, theta=0.5, m=(0.1,), v=(0.2,), g=0.3, lr=0.01, eps=1e-8, weight_decay=0.1)
+    by_keyword = step(**state, b1=(0.9,), b2=(0.999,))
+    assert by_keyword == step(3, 0.5, (0.1,), (0.2,), 0.3, 0.01, (0.9,), (0.999,), 1e-8, 0.1)
+    for old in ({"beta": (0.9,), "gamma": (0.999,)}, {"b1": (0.9,), "gamma": (0.999,)}):
+        with pytest.raises(TypeError):
+            step(**state, **old)
+    with pytest.raises(TypeError):
+        step(**state, beta=(0.9,), b2=(0.999,))
+    # No public function, nor a function they return, has a parameter named beta or gamma.
+    functions = [getattr(symbolic, name) for name in symbolic.__all__]
+    functions += [step, symbolic.leading_field_function(1), *symbolic.lag_functions()]
+    for function in functions:
+        if callable(function) and not isinstance(function, type):
+            names = set(inspect.signature(function).parameters)
+            assert not names & {"beta", "gamma", "betas", "gammas"}, function
+
+
+def test_write_theory_writes_and_checks(tmp_path):
+    names = sorted(symbolic.theory_documents())
+    assert sorted(symbolic.write_theory(tmp_path, check=True)) == names
+    assert list(tmp_path.iterdir()) == []  # check=True writes nothing
+    assert sorted(symbolic.write_theory(tmp_path)) == names
+    assert symbolic.write_theory(tmp_path, check=True) == []
+    (tmp_path / "adam.md").write_text("edited\n", encoding="utf-8")
+    assert symbolic.write_theory(tmp_path, check=True) == ["adam.md"]
+    assert symbolic.write_theory(tmp_path) == ["adam.md"]
+    assert symbolic.write_theory(tmp_path, check=True) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temporary file left
+
+
+_OLD_SPEC = "THEORY" + ".md"  # the retired specification file, which theory/ replaces
+_CITATION = re.compile(r"\b([a-z_]+\.md)( §\d+(?:(?:,| and) §\d+)*)")
+
+
+def _sections(text: str) -> set[int]:
+    return {int(number) for number in re.findall(r"^## (\d+)\. ", text, flags=re.MULTILINE)}
+
+
+def test_theory_citations_resolve():
+    """Every ``page.md §n`` in the symbolic layer, its tests, its script and the theory pages
+    names a numbered section of a theory page; none of them cites the old specification."""
+    documents = symbolic.theory_documents()
+    sections = {name: _sections(text) for name, text in documents.items()}
+    assert all(sections[name] for name in documents if name != "README.md")
+    files = sorted((ROOT / "adamflow" / "symbolic").glob("*.py"))
+    files += [ROOT / "scripts" / "make_theory.py", Path(__file__)]
+    texts = {str(path): path.read_text(encoding="utf-8") for path in files}
+    texts.update({f"theory/{name}": text for name, text in documents.items()})
+    cited = 0
+    for where, text in texts.items():
+        assert _OLD_SPEC not in text.replace("_OLD_SPEC", ""), where
+        for page, numbers in _CITATION.findall(text):
+            if page not in documents:
+                continue
+            for number in re.findall(r"§(\d+)", numbers):
+                assert int(number) in sections[page], f"{where}: {page} §{number}"
+                cited += 1
+    assert cited > 20

@@ -1,0 +1,91 @@
+r"""The symbolic layer: sympy derives the flows, the bounded-update condition and the corrected
+flow from the discrete optimizers; the ``theory/`` pages are written from it.
+
+Nothing is copied in as a literal formula: the discrete recurrences are built by calling the
+same `adamflow._rules` functions the numerical code calls, with a sympy namespace
+(`SYMPY_OPS`), and every result is obtained from them by a sympy operation (``rsolve``,
+``dsolve``, ``solve``, ``summation``, ``limit``, ``integrate``, order-by-order matching in
+the learning rate). Each derivation is a `Derivation`: the steps, each with its equations,
+and a dict of results, exported as LaTeX (`Derivation.latex`) or Markdown
+(`Derivation.markdown`); `theory_documents` assembles the ``theory/`` pages and
+`write_theory` writes them (``python scripts/make_theory.py``).
+
+Names follow optax: Adam's momentum factor is ``b1`` (:math:`\beta_1`), the second-moment
+factor ``b2`` (:math:`\beta_2`). Public expressions use assumption-free Symbols named
+``beta_1``, ``beta_2``, ``eta``, ``a``, ``b``, ``t``, ``n``, ``epsilon``, ``lambda``, ``g``
+(per level of a k-level cascade ``beta_1,i``, ``beta_2,i``, ``m_i``, ``a_i``, …), so
+``sympy.Symbol("beta_1")`` addresses them; ``stability_condition()`` is
+``beta_2 > beta_1**2``. Derivations run once per process (cached).
+
+Modules, by subject: ``_rates`` (moment rates, bias correction; theory/adam.md),
+``_maps`` (discrete step, leading flow, their NumPy forms; theory/adam.md,
+theory/adamw.md, theory/kadam.md), ``_stability`` (bounded updates; theory/stability.md),
+``_corrected`` (the corrected flow; theory/corrected_flow.md), ``_scale`` (the
+meta-adaptive effect; theory/kadam.md §4), ``_documents`` (the pages).
+
+This package imports sympy; ``import adamflow`` does not import it.
+"""
+
+from ._corrected import Lags as Lags
+from ._corrected import corrected_flow as corrected_flow
+from ._corrected import lag_functions as lag_functions
+from ._derivation import Derivation as Derivation
+from ._derivation import Step as Step
+from ._documents import derivations as derivations
+from ._documents import theory_documents as theory_documents
+from ._documents import write_theory as write_theory
+from ._maps import DiscreteStep as DiscreteStep
+from ._maps import FieldValue as FieldValue
+from ._maps import decoupled_decay as decoupled_decay
+from ._maps import discrete_map as discrete_map
+from ._maps import discrete_step_function as discrete_step_function
+from ._maps import leading_field_function as leading_field_function
+from ._maps import leading_flow as leading_flow
+from ._rates import bias_corrected_form as bias_corrected_form
+from ._rates import bias_correction as bias_correction
+from ._rates import memory_kernel as memory_kernel
+from ._rates import moment_rate as moment_rate
+from ._rates import moment_rates as moment_rates
+from ._scale import scale_invariance as scale_invariance
+from ._stability import amplification as amplification
+from ._stability import eps_capped_amplification as eps_capped_amplification
+from ._stability import growth_factor as growth_factor
+from ._stability import kadam_levels as kadam_levels
+from ._stability import level_conditions as level_conditions
+from ._stability import stability as stability
+from ._stability import stability_condition as stability_condition
+from ._stability import update_bound as update_bound
+from ._symbols import SYMPY_OPS as SYMPY_OPS
+
+__all__ = [
+    "SYMPY_OPS",
+    "Derivation",
+    "DiscreteStep",
+    "FieldValue",
+    "Lags",
+    "Step",
+    "amplification",
+    "bias_corrected_form",
+    "bias_correction",
+    "corrected_flow",
+    "decoupled_decay",
+    "derivations",
+    "discrete_map",
+    "discrete_step_function",
+    "eps_capped_amplification",
+    "growth_factor",
+    "kadam_levels",
+    "lag_functions",
+    "leading_field_function",
+    "leading_flow",
+    "level_conditions",
+    "memory_kernel",
+    "moment_rate",
+    "moment_rates",
+    "scale_invariance",
+    "stability",
+    "stability_condition",
+    "theory_documents",
+    "update_bound",
+    "write_theory",
+]

@@ -1,0 +1,383 @@
+r"""Bounded updates and the stable region (theory/stability.md, theory/kadam.md §3).
+
+`stability` derives the Cauchy-Schwarz bound on :math:`|m_n|/\sqrt{v_n}` from the EMA rule
+and with it the stable region :math:`\beta_2 > \beta_1^2` (`stability_condition`,
+`level_conditions`), the bound itself (`update_bound`) and the growth outside
+(`growth_factor`); `amplification` derives how far the :math:`\varepsilon` of the update caps
+that growth (`eps_capped_amplification`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
+
+from .. import _rules
+from ._derivation import Derivation, Step, eq, iff, latex, lhs_eq
+from ._symbols import (
+    B1,
+    B2,
+    SYMPY_OPS,
+    Rule,
+    check_k,
+    expr,
+    level_names,
+    plain,
+    pos,
+    relational,
+    sqrt_positive,
+)
+
+
+def _pieces(piecewise: sp.Basic) -> list[ExprCondPair]:
+    """The (expression, condition) pairs of a `sympy.Piecewise`."""
+    if not isinstance(piecewise, sp.Piecewise):
+        raise TypeError(f"expected a Piecewise, got {piecewise}")
+    pairs = [p for p in piecewise.args if isinstance(p, ExprCondPair)]
+    assert len(pairs) == len(piecewise.args), "a Piecewise holds only ExprCondPairs"
+    return pairs
+
+
+@functools.cache
+def stability() -> Derivation:
+    r"""The Cauchy-Schwarz bound :math:`|m_n|/\sqrt{v_n} \le \sqrt{\sum_{j<n} w_j^2/c_j}`
+    and its consequences (theory/stability.md §1): the condition :math:`\beta_2 > \beta_1^2`,
+    the closed form :math:`C = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`, the
+    finite-n bound, the growth factor :math:`\beta_1/\sqrt{\beta_2}` outside, the continuous
+    form :math:`b < 2a`, :math:`C = a/\sqrt{b(2a-b)}`, and the Euler-convention condition."""
+    b1, b2 = pos(B1), pos(B2)
+    j = sp.Symbol("j", integer=True, nonnegative=True)
+    n = sp.Symbol("n", integer=True, positive=True)
+    # Unroll the shared EMA rule three steps from zero with arbitrary inputs g_1..g_3.
+    inputs = sp.symbols("g_1:4", real=True)
+    m_n, v_n = sp.Integer(0), sp.Integer(0)
+    for x in inputs:
+        m_n = m_n + _rules.ema_increment(m_n, x, 1 - b1)
+        v_n = v_n + _rules.ema_increment(v_n, x**2, 1 - b2)
+    w = (1 - b1) * b1**j
+    c = (1 - b2) * b2**j
+    unrolled_m = sp.Add(*(w.subs(j, jj) * inputs[2 - jj] for jj in range(3)))
+    unrolled_v = sp.Add(*(c.subs(j, jj) * inputs[2 - jj] ** 2 for jj in range(3)))
+    if sp.expand(m_n - unrolled_m) != 0 or sp.expand(v_n - unrolled_v) != 0:
+        raise RuntimeError("the unrolled EMA differs from the recurrence")
+    # Equality case of Cauchy-Schwarz: g_{n-j} = w_j / c_j gives m_n / sqrt(v_n) = sqrt(S).
+    worst = [(w / c).subs(j, jj) for jj in range(3)]
+    worst_inputs: Rule = {inputs[2 - jj]: worst[jj] for jj in range(3)}
+    worst_m = unrolled_m.subs(worst_inputs)
+    worst_v = unrolled_v.subs(worst_inputs)
+    partial_3 = sp.Add(*((w**2 / c).subs(j, jj) for jj in range(3)))
+    if sp.simplify(worst_m - partial_3) != 0 or sp.simplify(worst_v - partial_3) != 0:
+        raise RuntimeError("the Cauchy-Schwarz equality case failed")
+    term = w**2 / c
+    coefficient, geometric = term.as_independent(j, as_Mul=True)
+    geometric = sp.powsimp(geometric, force=True)
+    ratio = sp.simplify(geometric.subs(j, j + 1) / geometric)
+    infinite = sp.summation(geometric, (j, 0, sp.oo))
+    piece = infinite if isinstance(infinite, sp.Piecewise) else infinite.atoms(sp.Piecewise).pop()
+    converging = _pieces(piece)[0]
+    limit_value, convergence = expr(converging.expr), converging.cond
+    reduced = sp.reduce_inequalities(convergence, b2)
+    condition = relational(sp.Gt(b2, b1**2))
+    if reduced != sp.Lt(b1**2, b2) and reduced != condition:
+        raise RuntimeError(f"unexpected convergence condition {reduced}")
+    # Inside the region 1 - b1, 1 - b2 and 1 - b1^2/b2 are positive.
+    one_minus_ratio = sp.Integer(1) / limit_value
+    bound = sqrt_positive(coefficient * limit_value, [1 - b1, 1 - b2, one_minus_ratio])
+    finite = sp.summation(geometric, (j, 0, n - 1))
+    finite_bound = sqrt_positive(coefficient * finite, [1 - b1, 1 - b2])
+    boundary_pieces = [p.expr for p in _pieces(finite) if p.cond != sp.true]
+    boundary_bound = sqrt_positive(coefficient * boundary_pieces[0], [1 - b1, 1 - b2])
+    generic = expr(next(p.expr for p in _pieces(finite) if p.cond == sp.true))
+    # Outside: the finite bound grows by sqrt(r) per step, r = b1^2/b2 = 1 + s > 1.
+    s = pos("s")
+    r_sym = pos("r")
+    generic_r = expr(generic.subs(ratio, r_sym))
+    step_ratio = sp.limit(
+        sp.simplify(expr(generic_r.subs(n, n + 1)) / generic_r).subs(r_sym, 1 + s), n, sp.oo
+    )
+    factor_sq = sp.simplify(step_ratio.subs(s, ratio - 1))
+    growth = sp.sqrt(factor_sq)
+    # Continuous form: b1 = e^{-a eta}, b2 = e^{-b eta}.
+    a, b, eta = pos("a"), pos("b"), pos("eta")
+    decays: Rule = {b1: sp.exp(-a * eta), b2: sp.exp(-b * eta)}
+    log_condition = sp.Gt(
+        sp.expand_log(sp.log(condition.lhs.subs(decays)), force=True),
+        sp.expand_log(sp.log(condition.rhs.subs(decays)), force=True),
+    )
+    continuous_condition = relational(sp.reduce_inequalities(log_condition, b))
+    bound_continuous = sp.limit(bound.subs(decays), eta, 0)
+    tau, c_pos = pos("tau"), pos("c")
+    kernel_sq = (a * sp.exp(-a * tau)) ** 2 / (b * sp.exp(-b * tau))
+    # The integral converges for c = 2a - b > 0 (and diverges otherwise).
+    integrand = sp.simplify(kernel_sq.subs(b, 2 * a - c_pos))
+    integral = sp.integrate(integrand, (tau, 0, sp.oo))
+    integral_b = sp.factor(integral.subs(c_pos, 2 * a - b))
+    if sp.simplify(integral_b - bound_continuous**2) != 0:
+        raise RuntimeError("continuous bound: the limit and the kernel integral disagree")
+    growth_continuous = sp.simplify(sp.expand_log(sp.log(growth.subs(decays)), force=True) / eta)
+    euler: Rule = {a: (1 - b1) / eta, b: (1 - b2) / eta}
+    euler_condition = relational(sp.reduce_inequalities(continuous_condition.subs(euler), b2))
+    C, S = sp.Symbol("C"), sp.Symbol("S_n")
+    steps = (
+        Step(
+            "Unrolling the EMA rule from $m_0 = v_0 = 0$ (checked by sympy over three steps "
+            "with arbitrary inputs) gives weighted sums with weights $w_j$, $c_j$:",
+            (
+                eq(
+                    sp.Symbol("m_n"), sp.Sum(sp.Symbol("w_j") * sp.Symbol("g_{n-j}"), (j, 0, n - 1))
+                ),
+                eq(
+                    sp.Symbol("v_n"),
+                    sp.Sum(sp.Symbol("c_j") * sp.Symbol("g_{n-j}") ** 2, (j, 0, n - 1)),
+                ),
+                (eq(sp.Symbol("w_j"), w), eq(sp.Symbol("c_j"), c)),
+            ),
+        ),
+        Step(
+            "Cauchy-Schwarz on $\\sum (w_j/\\sqrt{c_j})(\\sqrt{c_j} g_{n-j})$, with equality for "
+            "$g_{n-j} \\propto w_j/c_j$ (checked by sympy for $n = 3$), bounds the ratio for "
+            "every gradient sequence ($\\varepsilon = 0$):",
+            (
+                r"\frac{|m_n|}{\sqrt{v_n}} \le \sqrt{S_n},\qquad "
+                + latex(eq(S, sp.Sum(term, (j, 0, n - 1)))),
+            ),
+        ),
+        Step(
+            "The terms form a geometric series; the ratio of successive terms is:",
+            (lhs_eq("w_j^2/c_j", coefficient * geometric), eq(sp.Symbol("r"), ratio)),
+        ),
+        Step(
+            "`sympy.summation` to $n = \\infty$ converges only under the condition it "
+            "returns, which `reduce_inequalities` turns into the stable region:",
+            (lhs_eq("S_\\infty", infinite), iff(convergence, condition)),
+        ),
+        Step(
+            "Inside it, the bound on the update is the square root of the sum (simplified "
+            "with $0 < \\beta_1, \\beta_2 < 1$):",
+            (eq(C, bound),),
+        ),
+        Step(
+            "For finite $n$ the partial sum gives the bound at step $n$; on the boundary "
+            "$\\beta_2 = \\beta_1^2$ it grows like $\\sqrt n$:",
+            (eq(sp.Symbol("C_n"), finite_bound), lhs_eq("C_n|_{r=1}", boundary_bound)),
+        ),
+        Step(
+            "Outside ($r > 1$), the ratio of successive bounds tends to $\\sqrt r$: the growth "
+            "factor per step and its rate in time $t = n\\eta$ (exact-decay rates):",
+            (
+                lhs_eq("\\lim_{n\\to\\infty} C_{n+1}/C_n", growth),
+                lhs_eq("\\ln(\\beta_1/\\sqrt{\\beta_2})/\\eta", growth_continuous),
+            ),
+        ),
+        Step(
+            "Continuous form: with $\\beta_1 = e^{-a\\eta}$, $\\beta_2 = e^{-b\\eta}$ the "
+            "condition becomes (taking logarithms):",
+            (iff(condition.subs(decays), log_condition, continuous_condition),),
+        ),
+        Step(
+            "and the bound's $\\eta \\to 0$ limit, equal to the Cauchy-Schwarz bound of the "
+            "kernels $a e^{-a\\tau}$, $b e^{-b\\tau}$ (integral converges iff $b < 2a$):",
+            (
+                eq(C, bound_continuous),
+                eq(sp.Integral(kernel_sq, (tau, 0, sp.oo)), integral_b),
+            ),
+        ),
+        Step(
+            "With the Euler rates $a = (1-\\beta_1)/\\eta$, $b = (1-\\beta_2)/\\eta$ the "
+            "continuous condition reads differently in $(\\beta_1, \\beta_2)$:",
+            (iff(continuous_condition.subs(euler), euler_condition),),
+        ),
+    )
+    results = {
+        "condition": condition,
+        "bound": bound,
+        "finite_bound": finite_bound,
+        "boundary_bound": boundary_bound,
+        "growth_factor": growth,
+        "continuous_condition": continuous_condition,
+        "continuous_bound": bound_continuous,
+        "continuous_growth_rate": growth_continuous,
+        "euler_condition": euler_condition,
+    }
+    return Derivation(
+        "stability", "The Cauchy-Schwarz bound and the stable region", steps, plain(results)
+    )
+
+
+def stability_condition(form: str = "discrete") -> sp.Rel:
+    r"""The bounded-update condition derived by `stability` (theory/stability.md §1):
+    ``"discrete"``: :math:`\beta_2 > \beta_1^2`; ``"continuous"``: :math:`b < 2a`;
+    ``"euler"``: the continuous one under Euler rates, :math:`\beta_2 > 2\beta_1 - 1`."""
+    key = {
+        "discrete": "condition",
+        "continuous": "continuous_condition",
+        "euler": "euler_condition",
+    }.get(form)
+    if key is None:
+        raise ValueError(f"form must be 'discrete', 'continuous' or 'euler', got {form!r}")
+    return stability().results[key]
+
+
+def level_conditions(k: int) -> tuple[sp.Rel, ...]:
+    r"""k-Adam: level i is bounded iff :math:`\beta_{2,i} > \beta_{1,i}^2` (symbols
+    ``beta_1,i``, ``beta_2,i``; for ``k = 1`` the plain ``beta_1``, ``beta_2``)
+    (theory/kadam.md §3)."""
+    k = check_k(k)
+    condition = stability_condition()
+    conditions = []
+    for i in range(1, k + 1):
+        names = level_names(k, i)
+        renamed = {sp.Symbol(B1): sp.Symbol(names.b1), sp.Symbol(B2): sp.Symbol(names.b2)}
+        conditions.append(relational(condition.xreplace(renamed)))
+    return tuple(conditions)
+
+
+def update_bound(n: int | sp.Symbol | None = None, form: str = "discrete") -> sp.Expr:
+    r"""The bound :math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`
+    on :math:`|m_n|/\sqrt{v_n}` (``n=None``), or the finite-n bound
+    :math:`\sqrt{\sum_{j<n} w_j^2/c_j}` (``n`` an integer or Symbol; a Piecewise with the
+    boundary case). ``form="continuous"``: :math:`a/\sqrt{b(2a-b)}` (theory/stability.md §1).
+    """
+    results = stability().results
+    if form == "continuous":
+        if n is not None:
+            raise ValueError("the continuous form has no finite-n bound; pass n=None")
+        return results["continuous_bound"]
+    if form != "discrete":
+        raise ValueError(f"form must be 'discrete' or 'continuous', got {form!r}")
+    if n is None:
+        return results["bound"]
+    if isinstance(n, int) and n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return expr(results["finite_bound"].xreplace({sp.Symbol("n"): n}))
+
+
+def growth_factor() -> sp.Expr:
+    r"""Per-step growth factor of the bound outside the stable region:
+    :math:`\beta_1/\sqrt{\beta_2}` (theory/stability.md §1)."""
+    return stability().results["growth_factor"]
+
+
+@functools.cache
+def amplification() -> Derivation:
+    r"""The :math:`\varepsilon`-capped amplification of a coordinate whose gradient of size
+    :math:`G` switches off (theory/stability.md §2): :math:`(G/\varepsilon)^{1-p}`,
+    :math:`p = 2\ln(1/\beta_1)/\ln(1/\beta_2)` (leading), and its exact maximum
+    :math:`p^p (1-p)^{1-p} (G/\varepsilon)^{1-p}`."""
+    b1, b2, G, eps = pos(B1), pos(B2), pos("G"), pos("epsilon")
+    nu = pos("nu")
+    k = sp.Symbol("n", integer=True, nonnegative=True)
+    m_seq, v_seq = sp.Function("m"), sp.Function("v")
+    # Gradient off from step 0, moments in equilibrium m = G, v = G^2 (bias correction ~ 1).
+    m_n = expr(
+        sp.rsolve(
+            m_seq(k) - (m_seq(k - 1) + _rules.ema_increment(m_seq(k - 1), 0, 1 - b1)),
+            m_seq(k),
+            {m_seq(0): G},
+        )
+    )
+    v_n = expr(
+        sp.rsolve(
+            v_seq(k) - (v_seq(k - 1) + _rules.ema_increment(v_seq(k - 1), 0, 1 - b2)),
+            v_seq(k),
+            {v_seq(0): G**2},
+        )
+    )
+    update = _rules.normalized_update(m_n, v_n, eps, SYMPY_OPS).subs(k, nu)
+    update = sp.powdenest(update, force=True)
+    # Leading order: growth stops when sqrt(v) reaches eps; there u ~ m / eps.
+    n_cap = sp.solve(sp.Eq(sp.sqrt(v_n.subs(k, nu)), eps), nu)[0]
+    n_cap_shown = sp.simplify(sp.expand_log(n_cap, force=True))
+    capped = sp.powsimp((m_n.subs(k, nu) / eps).subs(nu, n_cap), force=True)
+    log_capped = sp.factor(sp.expand_log(sp.log(capped), force=True))
+    exponent = sp.simplify(log_capped / (sp.log(G) - sp.log(eps)))
+    leading = (G / eps) ** exponent
+    if sp.simplify(sp.expand_log(sp.log(leading) - sp.log(capped), force=True)) != 0:
+        raise RuntimeError("leading amplification: exponent extraction failed")
+    # Exact maximum over continuous n: with b1 = b2^(p/2) and y = b2^(n/2) in (0, 1].
+    p, y = pos("p"), pos("y")
+    exact_p = sp.solve(sp.Eq(b2 ** (p / 2), b1), p)[0]
+    in_y = G * y**p / (G * y + eps)
+    y_star = sp.solve(sp.diff(in_y, y), y)[0]
+    q = pos("q")  # q = 1 - p > 0 inside the unstable region
+    peak = sp.simplify(sp.powsimp(in_y.subs(y, y_star).subs(p, 1 - q), force=True))
+    peak = sp.powsimp(sp.powdenest(peak, force=True), force=True).subs(q, 1 - p)
+    steps = (
+        Step(
+            "A coordinate's gradient of size $G$ switches off at $n = 0$ after a long run "
+            "($m = G$, $v = G^2$, bias corrections $\\approx 1$); `rsolve` of the EMA rule "
+            "with zero drive gives the update at step $\\nu$:",
+            (eq(sp.Symbol("u_nu"), update),),
+        ),
+        Step(
+            "It grows by $\\beta_1/\\sqrt{\\beta_2}$ per step while $\\sqrt{v}$ is above "
+            "$\\varepsilon$; $\\sqrt{v}$ reaches $\\varepsilon$ at",
+            (eq(sp.Symbol("nu_*"), n_cap_shown),),
+        ),
+        Step(
+            "where $u \\approx m/\\varepsilon$, which sympy rewrites as a power of "
+            "$G/\\varepsilon$ (the leading estimate, an exponent $< 1$ exactly when "
+            "$\\beta_2 < \\beta_1^2$):",
+            (eq(sp.Symbol("u_max"), leading),),
+        ),
+        Step(
+            "Exactly: write $\\beta_1 = \\beta_2^{p/2}$ and $y = \\beta_2^{\\nu/2} \\in (0, 1]$; "
+            "the update is a function of $y$ whose maximum sits where its derivative vanishes:",
+            (
+                eq(p, exact_p),
+                eq(sp.Symbol("u(y)"), in_y),
+                eq(sp.Symbol("y_*"), y_star),
+            ),
+        ),
+        Step(
+            "so the largest update is the leading estimate times a factor between 1/2 and 1 "
+            "(for $0<p<1$, when $y_* < 1$ is reached; otherwise the largest is the first, "
+            "$G/(G+\\varepsilon)$):",
+            (eq(sp.Symbol("u_max"), peak),),
+        ),
+    )
+    results = {"leading": leading, "exact": peak, "p": exact_p, "y_star": y_star}
+    return Derivation(
+        "amplification", "The $\\varepsilon$-capped amplification", steps, plain(results)
+    )
+
+
+def eps_capped_amplification(sharp: bool = False) -> sp.Expr:
+    r"""Largest update of a coordinate whose gradient of size ``G`` switches off, in the
+    unstable region: :math:`(G/\varepsilon)^{1 - 2\ln(1/\beta_1)/\ln(1/\beta_2)}`
+    (theory/stability.md §2), or with ``sharp=True`` the exact maximum
+    :math:`p^p(1-p)^{1-p}(G/\varepsilon)^{1-p}` (symbol ``p``, see
+    ``amplification().results["p"]``)."""
+    results = amplification().results
+    return results["exact"] if sharp else results["leading"]
+
+
+@functools.cache
+def kadam_levels() -> Derivation:
+    r"""k-Adam's stable region level by level, and the top level's bound on the final update
+    (theory/kadam.md §3); shown for ``k = 2``."""
+    conditions = level_conditions(2)
+    top_names = level_names(2, 2)
+    top = update_bound().xreplace(
+        {sp.Symbol(B1): sp.Symbol(top_names.b1), sp.Symbol(B2): sp.Symbol(top_names.b2)}
+    )
+    steps = (
+        Step(
+            "Each level is an Adam normaliser of its own input sequence, so the bound of "
+            "stability.md §1 applies level by level: level $i$ is bounded iff",
+            (conditions,),
+        ),
+        Step(
+            "and the final update obeys the top level's bound whatever the lower levels do "
+            "(a stable top level absorbs an unstable lower one):",
+            (r"|u^{(2)}| \le " + latex(top),),
+        ),
+    )
+    return Derivation(
+        "kadam_levels",
+        "Stability level by level",
+        steps,
+        {"conditions": conditions, "top_bound": top},
+    )
