@@ -5,6 +5,7 @@ continuous-time flow (`integrate`) and the symbolic layer (`adamflow.symbolic`, 
 on demand so that ``import adamflow`` does not load sympy).
 """
 
+from . import phase as phase
 from . import problems as problems
 from . import stability as stability
 from ._compare import Comparison as Comparison
@@ -24,11 +25,11 @@ from ._optimizers import cascade_step as cascade_step
 from ._optimizers import init_state as init_state
 from ._optimizers import parameter_step as parameter_step
 from ._optimizers import stack_specs as stack_specs
-from ._phase import PhaseDiagram as PhaseDiagram
-from ._phase import load_phase_diagram as load_phase_diagram
-from ._phase import phase_diagram as phase_diagram
 from ._trajectory import IntegrationError as IntegrationError
 from ._trajectory import Trajectory as Trajectory
+from .phase import PhaseDiagram as PhaseDiagram
+from .phase import load_phase_diagram as load_phase_diagram
+from .phase import phase_diagram as phase_diagram
 
 __version__ = "0.1.0"
 

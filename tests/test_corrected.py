@@ -1,5 +1,5 @@
-"""The first-order corrected flow (theory/corrected_flow.md §1): order two, its start, its refusals, and
-the validity indicator that says where no expansion in lr holds."""
+"""The first-order corrected flow (theory/corrected_flow.md §1): order two, its start, its
+refusals, and the validity indicator that says where no expansion in lr holds."""
 
 import math
 
@@ -11,10 +11,10 @@ import pytest
 import adamflow as af
 from adamflow import _corrected, _flows
 from adamflow._compare import compare, compare_orders
-from adamflow.plotting.convergence import far_quadratic
+from adamflow.experiments.convergence import far_quadratic
 
-# theory/corrected_flow.md §1 setting: a 5-d coupled quadratic far from its minimum, T = 0.5 (the same
-# loss the convergence figure uses).
+# The setting of theory/corrected_flow.md §1: a 5-d coupled quadratic far from its minimum,
+# T = 0.5 (the same loss the convergence figure uses).
 THETA0 = jnp.zeros(5)
 T1 = 0.5
 LRS = [0.02, 0.01, 0.005, 0.0025]
@@ -198,3 +198,17 @@ def test_refuses_what_it_cannot_integrate():
 
     with pytest.raises(TypeError, match="JAX-traceable gradient"):
         af.integrate(spec(), None, np.zeros(5), grad=numpy_grad, steps=2, order="corrected")
+
+
+def test_flow_lags_equal_the_sympy_derived_ones():
+    # One formula, two homes: the field's δ and δ' (JAX-friendly, in _corrected) must be the
+    # lags adamflow.symbolic derives by matching the one-step maps.
+    lags = af.symbolic.lag_functions()
+    factors = np.array([0.05, 0.3, 0.5, 0.85, 0.9, 0.98, 0.999])
+    for lr in (0.02, 1e-3):
+        np.testing.assert_allclose(
+            _corrected.lag(factors, lr), lags.first_level(factors, lr), rtol=1e-9
+        )
+        np.testing.assert_allclose(
+            _corrected.lead(factors, lr), lags.upper_levels(factors, lr), rtol=1e-9, atol=1e-15
+        )

@@ -1,5 +1,6 @@
-"""Phase diagrams (THEORY.md §4): the measured stable region against β₂ > β₁², the growth
-ln(β₁/√β₂), the continuous flow, sharding, checkpoints, divergence and the baselines."""
+"""Phase diagrams (theory/stability.md): the measured stable region against β₂ > β₁², the
+growth ln(β₁/√β₂), the continuous flow, sharding, checkpoints, divergence, the drawings and
+the baselines."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import jax
 import numpy as np
 import pytest
 
-from adamflow import _phase, problems
-from adamflow._phase import (
+from adamflow import problems
+from adamflow.experiments.phase_baselines import element_steps, minimal_kernel, optax_loop_point
+from adamflow.phase import (
+    GROWTH_BLOCK,
     PhaseDiagram,
+    _result,
+    _sweep,
     clear_checkpoint,
     default_grid,
     grid,
@@ -24,7 +29,6 @@ from adamflow._phase import (
     phase_diagram,
     theory_growth,
 )
-from adamflow._phase_baselines import element_steps, minimal_kernel, optax_loop_point
 
 ROOT = Path(__file__).resolve().parent.parent
 SPARSE = problems.sparse()  # one object, so compiled sweeps are reused across tests
@@ -76,7 +80,7 @@ def test_switch_off_growth_is_ln_b1_over_sqrt_b2_within_two_percent() -> None:
     assert np.all(relative < 0.02), relative.max()
     assert d.agreement == 1.0
     # The silence after the switch-off is the whole rest of the run (to within a block).
-    assert np.all(d.longest_silence >= 1000 - _phase.GROWTH_BLOCK)
+    assert np.all(d.longest_silence >= 1000 - GROWTH_BLOCK)
     np.testing.assert_allclose(d.grad_scale, 1.0)
 
 
@@ -109,7 +113,7 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
     def no_compile(*args: object) -> None:
         raise AssertionError("compiled despite bad input")
 
-    monkeypatch.setattr(_phase, "_compile_chunk_fn", no_compile)
+    monkeypatch.setattr(_sweep, "compile_chunk_fn", no_compile)
     good = {"b1s": [0.5, 0.9], "b2s": [0.9, 0.99], "steps": 10, "lr": 0.1}
     cases = [
         ({"b1s": [0.5, 1.0]}, "b1s"),
@@ -146,7 +150,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
 ) -> None:
     reference = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, **TINY)
     folder = tmp_path / "checkpoint"
-    real = _phase._compute_chunk
+    real = _sweep.compute_chunk
     calls = []
 
     def interrupted(*args: object) -> object:
@@ -155,7 +159,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_phase, "_compute_chunk", interrupted)
+    monkeypatch.setattr(_sweep, "compute_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
     assert sorted(p.name for p in folder.glob("chunk_*.npz")) == ["chunk_00000.npz"]
@@ -166,10 +170,8 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
         counted.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_phase, "_compute_chunk", counting)
-    resumed = phase_diagram(
-        SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY
-    )
+    monkeypatch.setattr(_sweep, "compute_chunk", counting)
+    resumed = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
     assert len(counted) == 3  # 20 cells in 4 chunks of 5: the first was not redone
     for name in ("max_update", "growth_rate", "diverged_step", "longest_silence", "final_loss"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
@@ -199,6 +201,7 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
     assert not folder.exists()
 
 
+@pytest.mark.slow
 def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> None:
     reference = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, **TINY)
     script = textwrap.dedent(
@@ -206,7 +209,7 @@ def test_sharding_over_four_devices_gives_identical_numbers(tmp_path: Path) -> N
         import jax
         jax.config.update("jax_enable_x64", True)
         from adamflow import problems
-        from adamflow._phase import phase_diagram
+        from adamflow import phase_diagram
         assert len(jax.devices()) == 4, jax.devices()
         d = phase_diagram(problems.sparse(), {TINY_B1S.tolist()}, {TINY_B2S.tolist()},
                           steps=300, lr=1e-2, progress=False, chunk_size=6)
@@ -253,7 +256,7 @@ def test_save_and_load_round_trip_without_pickle(sparse_map: PhaseDiagram, tmp_p
     path = sparse_map.save(tmp_path)
     assert path.name == "phase_diagram.npz"
     loaded = load_phase_diagram(tmp_path)
-    for name in _phase._ARRAY_FIELDS:
+    for name in _result.ARRAY_FIELDS:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(sparse_map, name))
     assert loaded.agreement == sparse_map.agreement
     assert loaded.band_cells == sparse_map.band_cells
@@ -262,18 +265,53 @@ def test_save_and_load_round_trip_without_pickle(sparse_map: PhaseDiagram, tmp_p
     assert meta["parameters"]["problem"]["name"] == "sparse"
     assert meta["parameters"]["steps"] == 1500
     assert meta["summary"]["cells"] == 144
+    assert "elapsed_s" not in meta["summary"]  # no run time: a rerun rewrites the same file
 
 
 def test_plot_draws_the_map(sparse_map: PhaseDiagram) -> None:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig = sparse_map.plot()
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and "b1" in ax.get_xlabel()
+    from adamflow.plotting.phase import draw_phase_diagram_figure, plot_phase_diagram
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_phase_diagram(sparse_map, ax) is fig
+    assert ax.get_xscale() == "log" and r"$1-\beta_1$" in ax.get_xlabel()
+    assert r"$1-\beta_2$" in ax.get_ylabel()
     assert any(
-        "β₁²" in t.get_text() or "b1^2" in t.get_text() for t in ax.get_legend().get_texts()
+        "β₁²" in t.get_text() or r"\beta_1^2" in t.get_text() for t in ax.get_legend().get_texts()
     )
-    plt.close(fig)
+    drawn = draw_phase_diagram_figure(sparse_map)
+    assert isinstance(drawn, Figure) and drawn.axes[0].get_xlabel() == ax.get_xlabel()
+
+
+def test_phase_diagram_figure_is_the_default_map(sparse_map: PhaseDiagram) -> None:
+    from adamflow.experiments.phase_figures import phase_diagram_experiment
+
+    figure_data = phase_diagram_experiment(quick=True)
+    assert figure_data.results == json.loads(json.dumps({"summary": sparse_map.summary()}))
+    np.testing.assert_array_equal(figure_data.data.max_update, sparse_map.max_update)
+    assert figure_data.parameters["steps"] == 1500 and figure_data.parameters["seed"] == 0
+
+
+def test_switch_off_figure_measures_ln_b1_over_sqrt_b2() -> None:
+    from matplotlib.figure import Figure
+
+    from adamflow.experiments.phase_figures import switch_off_growth_experiment
+    from adamflow.plotting.phase import draw_switch_off_growth
+
+    figure_data = switch_off_growth_experiment(quick=True)
+    results = json.loads(json.dumps(figure_data.results))  # JSON-able as it is
+    assert results == figure_data.results
+    assert set(results) == {"slopes", "growth_cells", "growth_max_rel_error"}
+    assert results["growth_cells"] >= 15 and results["growth_max_rel_error"] < 0.025
+    assert len(results["slopes"]) == 5
+    for slope in results["slopes"]:
+        np.testing.assert_allclose(slope["theory"], theory_growth(slope["b1"], slope["b2"]))
+        assert abs(slope["measured"] / slope["theory"] - 1.0) < 0.03, slope
+    assert set(figure_data.parameters) == {"traces", "grid"}
+    fig = draw_switch_off_growth(figure_data.data)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
 
 
 def test_baselines_compute_the_same_max_update() -> None:

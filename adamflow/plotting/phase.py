@@ -1,39 +1,31 @@
-"""Figures of Adam's stable region: the (β₁, β₂) phase diagram and the switch-off growth.
+r"""Drawings of Adam's stable region: the (β₁, β₂) phase diagram and the switch-off growth.
 
-Both are computed by `adamflow.phase_diagram` (THEORY.md §4) and drawn against the theory:
-the boundary β₂ = β₁² and the growth ln(β₁/√β₂) per step.
+Pure drawing (result in, `matplotlib.figure.Figure` out): the data come from
+`adamflow.phase_diagram` and the experiments of `adamflow.experiments.phase_figures`; the
+theory drawn against them is that of theory/stability.md -- the boundary
+:math:`\beta_2 = \beta_1^2` and the growth :math:`\ln(\beta_1/\sqrt{\beta_2})` of
+:math:`\ln|u|` per step without gradient, until the ε cap.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap, TwoSlopeNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from .. import _io, problems  # noqa: E402
-from .._phase import (  # noqa: E402
-    DEFAULT_RUNS,
-    GROWTH_BLOCK,
-    PhaseDiagram,
-    default_grid,
-    phase_diagram,
-    theory_growth,
-)
+from ..phase import PhaseDiagram
 
 ADAM_DEFAULT = (0.9, 0.999)
-#: (β₁, β₂) whose log|u| after a switch-off is drawn: fast, medium and slow growth, growth
-#: stopped early by the ε cap near the boundary, and decay at Adam's default.
-SWITCH_OFF_CURVES = ((0.9, 0.5), (0.99, 0.8), (0.99, 0.97), (0.9, 0.8), (0.9, 0.999))
+#: Axis labels of the map: β₁ (optax's ``b1``) and β₂ (``b2``).
+B1_LABEL = r"$1-\beta_1$ (momentum)"
+B2_LABEL = r"$1-\beta_2$ (second moment)"
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -55,14 +47,15 @@ def _log_ticks(axis: Any, low: float, high: float, symbol: str) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
-    """Heatmap of log10 max|u| over (1-β₁, 1-β₂) on log axes, with the theoretical boundary
-    β₂ = β₁², the ε-cap band hatched, disagreements circled and Adam's default (0.9, 0.999)
-    starred. Returns the Figure."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7.6, 6.0))
-    else:
-        fig = ax.figure
+def plot_phase_diagram(diagram: PhaseDiagram, ax: Axes) -> Figure:
+    r"""Draw ``diagram`` on ``ax``: a heatmap of the measured :math:`\log_{10}\max|u|` over
+    :math:`(1-\beta_1, 1-\beta_2)` on log axes, with the theoretical boundary
+    :math:`\beta_2 = \beta_1^2` (theory/stability.md §1), the ε-cap band hatched
+    (theory/stability.md §2), disagreements circled, diverged cells black and Adam's
+    default (0.9, 0.999) starred. Returns the Figure ``ax`` belongs to."""
+    fig = ax.get_figure()  # a Figure, or a SubFigure of one
+    if fig is None:
+        raise ValueError("ax must belong to a figure")
     x = 1.0 - np.asarray(diagram.b1s)
     y = 1.0 - np.asarray(diagram.b2s)
     x_edges, y_edges = _edges(x), _edges(y)
@@ -109,8 +102,8 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
     ax.set_ylim(y_edges.min(), y_edges.max())
     _log_ticks(ax.xaxis, x.min(), x.max(), "β₁")
     _log_ticks(ax.yaxis, y.min(), y.max(), "β₂")
-    ax.set_xlabel(r"$1-\beta_1$   (β₁: Adam's β₁$_1$)")
-    ax.set_ylabel(r"$1-\beta_2$   (β₂: Adam's β₁$_2$)")
+    ax.set_xlabel(B1_LABEL)
+    ax.set_ylabel(B2_LABEL)
     handles = [
         Line2D([], [], color="k", lw=2, ls="--", label=r"theory boundary $\beta_2=\beta_1^2$"),
         Patch(facecolor="white", edgecolor="0.1", hatch="////", label="ε-cap band (undecidable)"),
@@ -143,13 +136,57 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Any = None) -> Any:
         f"ε={params.get('eps')}, {params.get('dynamics')} dynamics",
         fontsize=10,
     )
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
+def draw_phase_diagram_figure(data: PhaseDiagram) -> Figure:
+    """The figure ``phase_diagram``: a new Figure with `plot_phase_diagram` of ``data`` (a
+    `adamflow.PhaseDiagram`; theory/stability.md)."""
+    fig = Figure(figsize=(7.6, 6.0))
+    plot_phase_diagram(data, fig.add_subplot())
     return fig
 
 
-def _growth_panel(ax: Any, diagram: PhaseDiagram) -> dict[str, Any]:
-    """Measured growth rate against ln(β₁/√β₂) for every cell where it was measured."""
+def _switch_off_panel(ax: Axes, data: Any) -> None:
+    r""":math:`\log_{10}|u_n|` against the steps since the switch-off, each curve with the
+    line of slope :math:`\ln(\beta_1/\sqrt{\beta_2})/\ln 10` from where the silence starts."""
+    since = np.asarray(data.since)
+    shown = since >= data.shown_from
+    start = int(np.searchsorted(since, 0))
+    after = since >= 0
+    colours = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
+    for colour, curve in zip(colours, data.curves, strict=False):
+        measured = np.asarray(curve.log10_u)
+        ax.plot(since[shown], measured[shown], color=colour, lw=2.0, alpha=0.85)
+        prediction = measured[start] + curve.theory * (since - since[start]) / np.log(10.0)
+        ax.plot(since[after], prediction[after], color=colour, ls=":", lw=1.4)
+        verdict = "stable" if curve.stable else "unstable"
+        ax.plot(
+            [],
+            [],
+            color=colour,
+            lw=2,
+            label=f"β₁={curve.b1:g}, β₂={curve.b2:g} ({verdict}): {curve.theory:+.3f}",
+        )
+    ax.plot([], [], color="k", ls=":", label="theory: slope ln(β₁/√β₂) per step")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_ylim(-3.0, 9.5)
+    ax.set_xlabel(f"steps after the gradient switches off (n0 = {data.n0})")
+    ax.set_ylabel(rf"$\log_{{10}}|u_n|$ (measured, every {data.trace_every} steps)")
+    ax.set_title(
+        f"switch-off: growth by β₁/√β₂ per step until √v̂ reaches ε = {data.eps:g}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="upper right", title="measured (solid), ln(β₁/√β₂)", title_fontsize=8)
+
+
+def _growth_panel(ax: Axes, data: Any) -> None:
+    r"""Measured growth of :math:`\ln|u|` per silent step against
+    :math:`\ln(\beta_1/\sqrt{\beta_2})` for every cell of ``data.growth`` where it was
+    measured; the theory is the diagonal."""
+    diagram = data.growth
     measured = np.isfinite(diagram.growth_rate)
-    unstable = measured & ~diagram.theory_stable & ~diagram.band
+    unstable = np.asarray(data.growth_unstable)
     others = measured & ~unstable
     theory = diagram.theory_growth
     ax.scatter(theory[others], diagram.growth_rate[others], s=6, c="tab:blue", label="other cells")
@@ -169,118 +206,24 @@ def _growth_panel(ax: Any, diagram: PhaseDiagram) -> dict[str, Any]:
     ax.set_xlabel(r"predicted growth $\ln(\beta_1/\sqrt{\beta_2})$ per step")
     ax.set_ylabel(r"measured growth of $\ln|u|$ per step (no gradient)")
     ax.legend(fontsize=8, loc="upper left")
-    relative = np.abs(diagram.growth_rate[unstable] / theory[unstable] - 1.0)
-    worst = float(relative.max()) if relative.size else float("nan")
     ax.set_title(
-        f"growth in silences (worst rel. error, unstable: {100 * worst:.2f}%)", fontsize=10
-    )
-    return {"growth_cells": int(unstable.sum()), "growth_max_rel_error": worst}
-
-
-def figure_phase_diagram(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    """The default sparse-problem phase diagram (what ``scripts/phase_diagram.py`` makes):
-    writes ``phase_diagram.png``/``.json``/``.npz`` and returns the summary."""
-    n = 12 if quick else None
-    b1s, b2s = default_grid(n) if n else default_grid()
-    run = dict(DEFAULT_RUNS["sparse"])
-    if quick:
-        run["steps"] = 1500
-    diagram = phase_diagram(problems.sparse(), b1s, b2s, seed=seed, progress=False, **run)
-    out_dir = Path(out_dir)
-    fig = plot_phase_diagram(diagram)
-    diagram.save(out_dir, "phase_diagram")
-    _io.save_figure(fig, out_dir / "phase_diagram.png", diagram.metadata())
-    plt.close(fig)
-    return diagram.summary()
-
-
-def figure_switch_off_growth(
-    out_dir: Path, *, quick: bool = False, seed: int = 0
-) -> dict[str, Any]:
-    """log|u| against steps after the gradient switches off, for several (β₁, β₂), next to the
-    slope ln(β₁/√β₂); and measured vs predicted growth over a (β₁, β₂) grid. Writes
-    ``switch_off_growth.png``/``.json``."""
-    n0 = 1000 if quick else 5000
-    problem = problems.switch_off(n0=n0)
-    after = 600
-    traces = phase_diagram(
-        problem,
-        sorted({b1 for b1, _ in SWITCH_OFF_CURVES}),
-        sorted({b2 for _, b2 in SWITCH_OFF_CURVES}),
-        steps=n0 + after,
-        lr=1e-2,
-        seed=seed,
-        progress=False,
-        record_trace=True,
-    )
-    b1s, b2s = default_grid(10 if quick else 30)
-    growth = phase_diagram(
-        problem,
-        b1s,
-        b2s,
-        steps=n0 + (800 if quick else 2000),
-        lr=1e-2,
-        seed=seed,
-        progress=False,
-    )
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5.0))
-    assert traces.trace is not None and traces.trace_steps is not None
-    since = traces.trace_steps - n0
-    shown = since >= -5 * GROWTH_BLOCK
-    start = int(np.searchsorted(since, 0))
-    slopes = []
-    for colour, (b1, b2) in zip(plt.get_cmap("tab10").colors, SWITCH_OFF_CURVES, strict=False):
-        i = int(np.argmin(np.abs(traces.b1s - b1)))
-        j = int(np.argmin(np.abs(traces.b2s - b2)))
-        measured = traces.trace[i, j]
-        rate = float(theory_growth(b1, b2))
-        left.plot(since[shown], measured[shown], color=colour, lw=2.0, alpha=0.85)
-        after_start = since >= 0
-        prediction = measured[start] + rate * (since - since[start]) / np.log(10.0)
-        left.plot(since[after_start], prediction[after_start], color=colour, ls=":", lw=1.4)
-        fit = growth_slope(since, measured, start)
-        slopes.append({"b1": b1, "b2": b2, "theory": rate, "measured": fit})
-        verdict = "stable" if b2 > b1**2 else "unstable"
-        left.plot(
-            [], [], color=colour, lw=2, label=f"β₁={b1:g}, β₂={b2:g} ({verdict}): {rate:+.3f}"
-        )
-    left.plot([], [], color="k", ls=":", label="theory: slope ln(β₁/√β₂) per step")
-    left.axvline(0, color="grey", lw=0.8)
-    left.set_ylim(-3.0, 9.5)
-    left.set_xlabel(f"steps after the gradient switches off (n0 = {n0})")
-    left.set_ylabel(r"$\log_{10}|u_n|$ (measured, every 8 steps)")
-    left.set_title(
-        f"switch-off: growth by β₁/√β₂ per step until √v̂ reaches ε = {traces.parameters['eps']:g}",
+        f"growth in silences (worst rel. error, unstable: {100 * data.growth_max_rel_error:.2f}%)",
         fontsize=10,
     )
-    left.legend(fontsize=8, loc="upper right", title="measured (solid), ln(β₁/√β₂)", title_fontsize=8)
-    summary = _growth_panel(right, growth)
-    fig.tight_layout()
-    metadata = _io.sidecar(
-        {"traces": traces.parameters, "grid": growth.parameters},
-        seed,
-        slopes=slopes,
-        **summary,
-    )
-    _io.save_figure(fig, Path(out_dir) / "switch_off_growth.png", metadata)
-    plt.close(fig)
-    return {**summary, "band_cells": growth.band_cells, "cells": growth.cells}
 
 
-def growth_slope(steps: np.ndarray, log10_u: np.ndarray, start: int) -> float:
-    """Least-squares slope of ln|u| per step after index ``start``: over the rise up to one
-    decade below its peak (before the ε cap bends it), or, where |u| only falls, over the
-    first 100 steps of the fall."""
-    rise = log10_u[start:]
-    after = steps[start:] - steps[start]
-    peak = int(np.argmax(rise))
-    if peak > 0:
-        usable = np.nonzero(rise[: peak + 1] <= rise[peak] - 1.0)[0]
-        if usable.size < 3:
-            usable = np.arange(peak + 1)
-    else:
-        usable = np.nonzero(after <= 100)[0]
-    if usable.size < 2:
-        return float("nan")
-    slope = np.polyfit(after[usable], rise[usable], 1)[0]
-    return float(slope * np.log(10.0))
+def draw_switch_off_growth(data: Any) -> Figure:
+    r"""The figure ``switch_off_growth`` (theory/stability.md §1-2): left,
+    :math:`\log_{10}|u_n|` after the gradient switches off for several (β₁, β₂), each with
+    the slope :math:`\ln(\beta_1/\sqrt{\beta_2})` per step; right, the measured growth per
+    silent step against :math:`\ln(\beta_1/\sqrt{\beta_2})` over a (β₁, β₂) grid.
+
+    ``data`` is an `adamflow.experiments.phase_figures.SwitchOffGrowth` (read by attribute:
+    ``since``, ``shown_from``, ``trace_every``, ``n0``, ``eps``, ``curves`` with ``b1``,
+    ``b2``, ``theory``, ``stable``, ``log10_u``; ``growth`` (a `adamflow.PhaseDiagram`),
+    ``growth_unstable``, ``growth_max_rel_error``)."""
+    fig = Figure(figsize=(12.5, 5.0), layout="tight")
+    left, right = fig.subplots(1, 2)
+    _switch_off_panel(left, data)
+    _growth_panel(right, data)
+    return fig

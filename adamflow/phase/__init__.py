@@ -1,0 +1,60 @@
+r"""Phase diagrams of Adam over (β₁, β₂): where the update stays bounded (theory/stability.md).
+
+For every cell of a grid of (β₁, β₂) the sweep runs Adam (the discrete recurrence, or its
+leading-order flow) on one `adamflow.problems.Problem` and measures how large the
+normalized update :math:`u_n = \hat m_n/(\sqrt{\hat v_n}+\varepsilon)` gets. Theory:
+:math:`|u|` is bounded iff :math:`\beta_2 > \beta_1^2` (theory/stability.md §1); outside, a
+coordinate whose gradient vanishes sees :math:`\ln|u|` grow by :math:`\ln(\beta_1/\sqrt\beta_2)`
+per step until :math:`\sqrt{\hat v}` falls to ε (theory/stability.md §2).
+
+How the grid is computed (`adamflow.phase._kernel`): one jitted ``vmap`` over the cells of a
+chunk, ``lax.scan`` over the steps, the chunk's cells sharded over all JAX devices
+(``jax.sharding``); the discrete step is `adamflow.cascade_step` (theory/adam.md §3), the
+flow is `adamflow._flows.leading_field` (theory/adam.md §4, fixed-step RK4), so no formula is
+written here twice. Every cell sees the same gradient randomness (the key of step ``n`` is
+``fold_in(PRNGKey(seed), n)``), so cells differ only by (β₁, β₂). Each finished chunk can be
+written to a checkpoint folder (`adamflow.phase._checkpoint`); a rerun with the same
+parameters loads finished chunks instead of recomputing them.
+
+What is measured in each cell (arrays indexed ``[b1, b2]``):
+
+- ``max_update``: :math:`\max_{n,i}|u_{n,i}|`, ``inf`` for a cell that went non-finite;
+- ``diverged`` / ``diverged_step``: whether an update went non-finite, and the end of the
+  `GROWTH_BLOCK`-step block in which it first did (-1: never);
+- ``growth_rate``: the measured change of :math:`\ln|u|` per step over the silent stretches
+  (no gradient for that coordinate) during which ε stays negligible,
+  :math:`\sqrt{\hat v}\ge` `CLEAN_FACTOR` ·ε, sampled at the end of every block; NaN
+  where there were none. Theory: ``theory_growth`` :math:`=\ln(\beta_1/\sqrt\beta_2)`;
+- ``longest_silence``: the longest stretch of steps without a gradient for a coordinate
+  that had already received one (to within a block); ``grad_scale``: the RMS of the
+  non-zero gradients (sampled once per block);
+- ``final_loss``: the problem's loss at the last parameters (NaN without a loss).
+
+The verdicts: a cell is *measured stable* when it did not diverge and ``max_update`` is at
+most ``threshold``; *theory stable* when :math:`\beta_2 > \beta_1^2`
+(`adamflow.stability.is_stable`). A theory-unstable cell lies in the *band* when the largest
+update this run could show in theory, `predicted_peak` (growth by :math:`\beta_1/\sqrt\beta_2`
+per step for at most ``longest_silence`` steps, capped where :math:`\sqrt{\hat v}` reaches
+ε), stays below ``threshold`` × `BAND_MARGIN`: there the run cannot tell an unstable cell
+from a stable one. ``agreement`` is the fraction of cells outside the band where the two
+verdicts agree; ``band_cells`` counts the band.
+"""
+
+from ._checkpoint import clear_checkpoint as clear_checkpoint
+from ._grids import DEFAULT_B1_RANGE as DEFAULT_B1_RANGE
+from ._grids import DEFAULT_B2_RANGE as DEFAULT_B2_RANGE
+from ._grids import DEFAULT_GRID as DEFAULT_GRID
+from ._grids import DEFAULT_RUNS as DEFAULT_RUNS
+from ._grids import SPACINGS as SPACINGS
+from ._grids import default_grid as default_grid
+from ._grids import grid as grid
+from ._kernel import CLEAN_FACTOR as CLEAN_FACTOR
+from ._kernel import DYNAMICS as DYNAMICS
+from ._kernel import GROWTH_BLOCK as GROWTH_BLOCK
+from ._result import BAND_MARGIN as BAND_MARGIN
+from ._result import PhaseDiagram as PhaseDiagram
+from ._result import load_phase_diagram as load_phase_diagram
+from ._result import predicted_peak as predicted_peak
+from ._result import theory_growth as theory_growth
+from ._sweep import DEFAULT_CHUNK as DEFAULT_CHUNK
+from ._sweep import phase_diagram as phase_diagram
