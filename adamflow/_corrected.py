@@ -11,8 +11,8 @@ the leading velocity :math:`\dot\theta_0 = -(\hat u + \lambda\theta)`)::
     dm_i/dt = a_i (drive_m - m_i),   dv_i/dt = b_i (drive_v - v_i)
     dθ/dt   = -( û + (η/2) dû/dt + λ (θ - (η/2) θ̇₀) )
 
-with the lag :math:`\delta_\beta_1 = \eta(1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lag`) and the lead
-:math:`\delta'_\beta_1 = \eta(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lead`, negative). The
+with the lag :math:`\delta_{\beta_1} = \eta(1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lag`) and the lead
+:math:`\delta'_{\beta_1} = \eta(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1))` (`lead`, negative). The
 mean delay of the discrete weights :math:`(1-\beta_1)\beta_1^j` minus that of the kernel
 :math:`a e^{-a s}` equals δ at every step, bias correction included, but only with the
 exact-decay rates :math:`a = \ln(1/\beta_1)/\eta`; the Euler convention is refused.
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -88,7 +87,7 @@ START_SHIFT = 1e-6
 
 
 def lag(b1: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
-    r"""Lag of a first-level moment's drive: :math:`\delta_\beta_1 = \eta\,(1/(1-\beta_1) -
+    r"""Lag of a first-level moment's drive: :math:`\delta_{\beta_1} = \eta\,(1/(1-\beta_1) -
     1/\ln(1/\beta_1))`.
 
     The discrete average of gradients read at step starts is :math:`\eta/(1-\beta_1)` old on
@@ -101,7 +100,8 @@ def lag(b1: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
 
 def lead(b1: Any, lr: Any, xp: Any = _rules.NUMPY_OPS) -> Any:
     r"""Signed lag of a level-i ≥ 2 moment's drive (negative: a lead):
-    :math:`\delta'_\beta_1 = \eta\,(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1)) = \delta_\beta_1 - \eta`.
+    :math:`\delta'_{\beta_1} = \eta\,(\beta_1/(1-\beta_1) - 1/\ln(1/\beta_1))
+    = \delta_{\beta_1} - \eta`.
 
     Levels above the first average the level below's output *at the end* of each step,
     one step (:math:`\eta`) later than the gradient. Tends to :math:`-\eta/2` as
@@ -302,7 +302,7 @@ def initial_state(
     xp: Any = _rules.JAX_OPS,
 ) -> FlowState:
     r"""The corrected flow's state at t = 0, where every moment rate vanishes:
-    :math:`\hat m_1 = g - \delta_\beta_1 \dot g`, :math:`\hat v_1 = (g - \delta_\beta_2
+    :math:`\hat m_1 = g - \delta_{\beta_1} \dot g`, :math:`\hat v_1 = (g - \delta_{\beta_2}
     \dot g)^2`, and :math:`\hat m_i = u^{(i-1)}`, :math:`\hat v_i = (u^{(i-1)})^2` for
     i ≥ 2 (the bias-corrected averages over an interval of length zero).
 
@@ -350,8 +350,9 @@ def corrected_field(
     grad_fn: Callable[[PyTree], PyTree],
     xp: Any,
 ) -> FlowState:
-    r"""The corrected flow's vector field (theory/corrected_flow.md §1): :math:`\dot\theta = -(\hat u +
-    \tfrac{\eta}{2}\dot{\hat u} + \lambda(\theta - \tfrac{\eta}{2}\dot\theta_0))`,
+    r"""The corrected flow's vector field (theory/corrected_flow.md §1):
+    :math:`\dot\theta = -(\hat u + \tfrac{\eta}{2}\dot{\hat u}
+    + \lambda(\theta - \tfrac{\eta}{2}\dot\theta_0))`,
     :math:`\dot m_i = a_i(\text{drive}_{m,i} - m_i)`, :math:`\dot v_i = b_i(\text{drive}_{v,i}
     - v_i)` with the lagged drives of the module docstring."""
     _require_jax(xp)

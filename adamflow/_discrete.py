@@ -1,16 +1,16 @@
-"""The discrete optimizers (theory/adam.md §3, theory/kadam.md §1): the reference every flow is compared with."""
+"""The discrete optimizers (theory/adam.md §3, theory/kadam.md §1): the reference every flow
+is compared with."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _rules
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
 from ._trajectory import PyTree, Trajectory, first_nonfinite_index
 from ._validate import check_int
@@ -53,7 +53,8 @@ def run_discrete(
     grad: Callable[[PyTree], PyTree] | None = None,
     save_every: int = 1,
 ) -> Trajectory:
-    r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3, theory/kadam.md §1).
+    r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3,
+    theory/kadam.md §1).
 
     :math:`g_n = \nabla L(\theta_{n-1})`, the k-level cascade gives :math:`u^{(k)}_n`, and
     :math:`\theta_n = \theta_{n-1} - \eta(u^{(k)}_n + \lambda\theta_{n-1})`. Equal to

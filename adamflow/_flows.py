@@ -1,4 +1,5 @@
-"""Continuous-time vector fields of the k-Adam cascade (theory/adam.md §4, theory/kadam.md §2; leading order)."""
+"""Continuous-time vector fields of the k-Adam cascade, leading order (theory/adam.md §4,
+theory/kadam.md §2), and the `FlowModel` interface every order implements."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class FlowModel(NamedTuple):
     the parameters; ``moments(ts, ys, params, xp)`` the raw moments ``(m_i, v_i)`` per level
     at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
     the model's expansion holds (``None`` for flows that have none). Hooks are module-level
-    functions (or `jax.tree_util.Partial`), so a jitted solve is not recompiled per call. ``xp`` is an
-    `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
+    functions (or `jax.tree_util.Partial`), so a jitted solve is not recompiled per call.
+    ``xp`` is an `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
     """
 
     start: Callable[..., Any]

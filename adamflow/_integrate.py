@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from . import _corrected, _flows
-from ._flows import FlowModel
 from ._discrete import _as_float_tree, resolve_grad
+from ._flows import FlowModel
 from ._optimizers import KAdam
 from ._rules import JAX_OPS, NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
@@ -93,7 +93,8 @@ def integrate(
     throw: bool = True,
     progress: bool = False,
 ) -> Trajectory:
-    r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4, theory/kadam.md §2).
+    r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4,
+    theory/kadam.md §2).
 
     Leading order, time :math:`t = n\eta`, rates :math:`a_i, b_i` from ``convention``
     (``"exact"``: :math:`a = \ln(1/\beta_1)/\eta`; ``"euler"``: :math:`a = (1-\beta_1)/\eta`)::
@@ -111,7 +112,8 @@ def integrate(
     grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
     steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
-    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow, theory/corrected_flow.md §1).
+    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow,
+        theory/corrected_flow.md §1).
     convention : ``"exact"`` (default) or ``"euler"`` moment rates.
     backend : ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
         ``"scipy"``.

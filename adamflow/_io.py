@@ -56,7 +56,8 @@ def atomic_write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> 
 def atomic_save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
     """``np.savez`` atomically; read back with ``np.load(path, allow_pickle=False)``."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    savez: Any = np.savez  # numpy's stubs mistake a keyword array for its allow_pickle flag
+    savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buffer.getvalue())
 
 

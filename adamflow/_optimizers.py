@@ -204,9 +204,10 @@ def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[Cascade
     r"""One step of the k-level cascade; returns the new state and :math:`u^{(k)}_n`.
 
     For i = 1..k with :math:`u^{(0)}_n = g_n`:
-    :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_1_i)(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
+    :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_{1,i})(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
     :math:`v^{(i)}_n` with :math:`(u^{(i-1)}_n)^2`, and
-    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_1_i^n)] / (\sqrt{v^{(i)}_n/(1-\beta_2_i^n)} + \varepsilon)`.
+    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_{1,i}^n)]
+    / (\sqrt{v^{(i)}_n/(1-\beta_{2,i}^n)} + \varepsilon)`.
     Works for traced (vmapped) hyperparameters.
     """
     n = state.count + 1
@@ -215,9 +216,7 @@ def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[Cascade
     for i in range(len(state.m)):
         b1, b2 = opt.b1s[i], opt.b2s[i]
         m = tree_map(lambda m, x: m + _rules.ema_increment(m, x, 1.0 - b1), state.m[i], drive)
-        v = tree_map(
-            lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - b2), state.v[i], drive
-        )
+        v = tree_map(lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - b2), state.v[i], drive)
         bc_m = _rules.bias_correction(n * _rules.decay_per_step(b1))
         bc_v = _rules.bias_correction(n * _rules.decay_per_step(b2))
         drive = tree_map(lambda m, v: _rules.normalized_update(m / bc_m, v / bc_v, opt.eps), m, v)
@@ -242,6 +241,7 @@ def as_optax(opt: KAdam) -> optax.GradientTransformation:
     ``weight_decay > 0``.
     """
     import optax  # only for users who ask for it: ``import adamflow`` does not load optax
+
     def init_fn(params: PyTree) -> CascadeState:
         return init_state(opt.k, params)
 

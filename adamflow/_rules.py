@@ -9,7 +9,6 @@ code yields numbers and expressions.
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""Benchmark objectives for stability maps: `Problem` and its built-ins (THEORY.md §4).
+"""Sweep objectives for stability maps: `Problem` and its built-ins (theory/stability.md).
 
 A `Problem` gives the gradient of one optimizer step, ``grad(theta, key)``, where ``key``
 is the PRNG key of that step (stochastic problems draw their mask or minibatch from it;
@@ -17,9 +17,10 @@ problem                 objective                                              z
 `mlp_digits`            cross-entropy of a ReLU MLP on sklearn's digits        dead units
 ======================  =====================================================  ===========
 
-The scale-invariant problems of THEORY.md §5 (`normalized_linear_classifier`,
-`normalized_mlp`, returning a `ScaleInvariantProblem`) live here too; they feed the
-meta-adaptive measurement rather than the stability sweep.
+`load_digits` is the one loader of scikit-learn's digits (``mlp_digits`` and the
+training experiments of `adamflow.experiments` read it). The scale-invariant problems of
+the meta-adaptive measurement (theory/kadam.md §4) are experiments:
+`adamflow.experiments.scale_invariant`.
 
 Constants are float64 NumPy arrays, so the problems run in double precision wherever JAX
 has x64 enabled (`adamflow.phase_diagram` enables it for its sweep).
@@ -38,19 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._scale_invariant import ScaleInvariantProblem as ScaleInvariantProblem
-from ._scale_invariant import normalized_linear_classifier as normalized_linear_classifier
-from ._scale_invariant import normalized_mlp as normalized_mlp
 from ._trajectory import PyTree
-from ._validate import check_int
+from ._validate import check_int, check_real
 
 __all__ = [
     "PROBLEMS",
     "Problem",
-    "ScaleInvariantProblem",
-    "normalized_linear_classifier",
-    "normalized_mlp",
     "get",
+    "load_digits",
     "logistic",
     "mlp_digits",
     "quadratic",
@@ -61,7 +57,7 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    r"""An objective for optimizer sweeps.
+    r"""An objective for optimizer sweeps (the stability maps of theory/stability.md).
 
     Attributes
     ----------
@@ -140,18 +136,6 @@ class Problem:
         }
 
 
-def _check_float(name: str, value: object, low: float, high: float, *, open_low: bool) -> float:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    ok = (x > low if open_low else x >= low) and x <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
-    return x
-
-
 def _everywhere(dim: int) -> Callable[[jax.Array], PyTree]:
     """The support of a dense gradient: every coordinate, every step."""
 
@@ -183,11 +167,11 @@ def sparse(dim: int = 32, p: float = 0.02, condition: float = 1.0, seed: int = 0
     :math:`g_{n,i} = \xi_{n,i}\,h_i(\theta_i-\theta^*_i)` with
     :math:`\xi_{n,i}\sim\mathrm{Bernoulli}(p)` drawn from the step's key. Between two
     draws a coordinate's gradient is exactly zero and Adam's update grows by
-    :math:`\beta_1/\sqrt\beta_2` per step (THEORY.md §4). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
+    :math:`\beta_1/\sqrt\beta_2` per step (theory/stability.md §1). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
     """
     dim = check_int("dim", dim, 1)
-    p = _check_float("p", p, 0.0, 1.0, open_low=True)
-    condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
+    p = check_real("p", p, 0.0, 1.0, low_open=True)
+    condition = check_real("condition", condition, 1.0)
     seed = check_int("seed", seed, 0)
     curvature, target, loss = _quadratic_parts(dim, condition, seed)
 
@@ -215,11 +199,11 @@ def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
     :math:`\hat m_n/\sqrt{\hat v_n}` is exactly ``sign(c)`` up to ``n0``, and after it
     :math:`|u|` changes by exactly :math:`\ln(\beta_1/\sqrt\beta_2)` per step (up to the
     bias-correction factors, which tend to 1) until :math:`\sqrt{\hat v}` falls to
-    :math:`\varepsilon` (THEORY.md §4).
+    :math:`\varepsilon` (theory/stability.md §1).
     """
     dim = check_int("dim", dim, 1)
     n0 = check_int("n0", n0, 1)
-    scale = _check_float("scale", scale, 0.0, np.inf, open_low=True)
+    scale = check_real("scale", scale, 0.0, low_open=True)
     c = scale * 10.0 ** -np.arange(dim, dtype=np.float64)
 
     def loss(theta: PyTree) -> Any:
@@ -245,9 +229,10 @@ def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
 def quadratic(dim: int = 16, condition: float = 100.0, seed: int = 0) -> Problem:
     r"""A full-gradient quadratic: :math:`L = \tfrac12\sum_i h_i(\theta_i-\theta^*_i)^2`,
     :math:`h_i` log-spaced from 1 to ``1/condition``, ``θ0 = 0``, ``θ* ~ N(0, 1)``.
-    Deterministic; no coordinate's gradient ever vanishes exactly."""
+    Deterministic; no coordinate's gradient ever vanishes exactly, so Adam's update stays
+    bounded for every (β₁, β₂) (the control case of theory/stability.md)."""
     dim = check_int("dim", dim, 1)
-    condition = _check_float("condition", condition, 1.0, np.inf, open_low=False)
+    condition = check_real("condition", condition, 1.0)
     seed = check_int("seed", seed, 0)
     curvature, target, loss = _quadratic_parts(dim, condition, seed)
 
@@ -272,11 +257,12 @@ def logistic(
     :math:`L(w) = \frac1N\sum_j \log(1+e^{-y_j x_j\cdot w}) + \tfrac{l_2}{2}|w|^2`,
     :math:`x_j\sim N(0, I)`, :math:`y_j = \mathrm{sign}(x_j\cdot w^* + 0.5\,\xi_j)`; each
     step's gradient uses ``batch`` samples drawn (with replacement) from the step's key.
+    Its gradients never vanish exactly (a control case of theory/stability.md).
     """
     n_samples = check_int("n_samples", n_samples, 1)
     dim = check_int("dim", dim, 1)
     batch = check_int("batch", batch, 1)
-    l2 = _check_float("l2", l2, 0.0, np.inf, open_low=False)
+    l2 = check_real("l2", l2, 0.0)
     seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, dim))
@@ -305,14 +291,19 @@ def logistic(
 
 
 @functools.lru_cache(maxsize=1)
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8×8 digits: pixels scaled to [0, 1] (float64) and labels (int32)."""
-    from sklearn.datasets import load_digits
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 handwritten digits, the one loader of them in adamflow.
 
-    digits = load_digits()
-    images = np.asarray(digits.data, dtype=np.float64) / 16.0
+    Returns ``(images, labels)``: 1797 rows of 64 pixel intensities in 0..16 (float64)
+    and their classes 0..9 (int64), both read-only (the arrays are cached). scikit-learn is
+    imported here, on first use, so ``import adamflow`` does not load it.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images, labels = sklearn_digits(return_X_y=True)
+    images = np.asarray(images, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
     images.setflags(write=False)
-    labels = np.asarray(digits.target, dtype=np.int32)
     labels.setflags(write=False)
     return images, labels
 
@@ -324,12 +315,15 @@ def mlp_digits(hidden: int = 16, batch: int = 32, seed: int = 0) -> Problem:
     :math:`L(W) = \frac1N\sum_j \mathrm{CE}(W_2\,\mathrm{relu}(W_1 x_j + b_1) + b_2,\, y_j)`,
     pixels scaled to [0, 1], He-normal ``W_1, W_2`` and zero biases from ``seed``; each
     step's gradient uses ``batch`` images drawn from the step's key. A hidden unit that is
-    off for the whole minibatch gives exact zeros in its weights' gradients.
+    off for the whole minibatch gives exact zeros in its weights' gradients, where Adam's
+    update grows as in theory/stability.md §2.
     """
     hidden = check_int("hidden", hidden, 1)
     batch = check_int("batch", batch, 1)
     seed = check_int("seed", seed, 0)
-    images, labels = _digits()
+    pixels, classes = load_digits()
+    images = pixels / 16.0
+    labels = classes.astype(np.int32)
     n_samples, n_inputs = images.shape
     n_classes = 10
     rng = np.random.default_rng(seed)
@@ -373,7 +367,8 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
 
 
 def get(name: str, **kwargs: Any) -> Problem:
-    """The built-in problem ``name`` made with ``kwargs`` (see `PROBLEMS`)."""
+    """The built-in problem ``name`` made with ``kwargs`` (see `PROBLEMS`; the objectives of
+    the stability maps, theory/stability.md)."""
     if name not in PROBLEMS:
         raise ValueError(f"problem must be one of {sorted(PROBLEMS)}, got {name!r}")
     return PROBLEMS[name](**kwargs)

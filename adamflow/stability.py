@@ -10,9 +10,9 @@ for every gradient sequence (raw moments, :math:`\varepsilon = 0`)
 
 attained by :math:`g_{n-j} \propto w_j/c_j`. As :math:`n \to \infty` the bound is finite iff
 :math:`\beta_2 > \beta_1^2`, where it equals
-:math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`; outside, it grows by
-:math:`\beta_1/\sqrt\beta_2` per step. ``b1 = 0`` (no memory in the first moment) is bounded
-for every β₂, including the corner ``b1 = b2 = 0`` where :math:`|u| = 1`.
+:math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`; outside, it
+grows by :math:`\beta_1/\sqrt\beta_2` per step. ``b1 = 0`` (no memory in the first moment)
+is bounded for every β₂, including the corner ``b1 = b2 = 0`` where :math:`|u| = 1`.
 
 Every function takes scalars or arrays (broadcast together) and returns a Python scalar for
 scalar inputs, an array otherwise. ``b1`` and ``b2`` must lie in [0, 1).
@@ -41,8 +41,10 @@ def _result(array: np.ndarray) -> Any:
 
 
 def _b1_b2(b1: Any, b2: Any) -> tuple[np.ndarray, np.ndarray]:
-    unit = {"low": 0.0, "high": 1.0, "high_open": True}
-    return np.broadcast_arrays(check_array("b1", b1, **unit), check_array("b2", b2, **unit))
+    b1 = check_array("b1", b1, 0.0, 1.0, high_open=True)
+    b2 = check_array("b2", b2, 0.0, 1.0, high_open=True)
+    b1, b2 = np.broadcast_arrays(b1, b2)
+    return b1, b2
 
 
 def is_stable(b1: Any, b2: Any) -> Any:
@@ -55,7 +57,8 @@ def is_stable(b1: Any, b2: Any) -> Any:
 def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
     r"""The worst case of :math:`|m_n|/\sqrt{v_n}` over all gradient sequences.
 
-    ``n=None``: :math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}` in the
+    ``n=None``:
+    :math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}` in the
     stable region, ``inf`` outside. ``n`` (an integer >= 1): the bound after ``n`` steps,
     :math:`\sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta_1}{\sqrt{1-\beta_2}}
     \sqrt{(r^n - 1)/(r - 1)}`, :math:`r = \beta_1^2/\beta_2` (:math:`\sqrt n` factor at

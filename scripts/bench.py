@@ -1,4 +1,4 @@
-"""Measure adamflow's performance claims as ratios in one run.
+"""Measure adamflow's performance claims as ratios in one run (adamflow.experiments.bench).
 
 python scripts/bench.py [--quick] [--json FILE] [--only NAME ...]
 python scripts/bench.py --only gpu_scale [--gpu-grid 256 --gpu-steps 10000 --gpu-dim 1000]
@@ -15,14 +15,14 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from adamflow._bench import (  # noqa: E402
+from adamflow.experiments.bench import (  # noqa: E402
     BENCHMARKS,
     DEFAULT_BENCHMARKS,
     BenchOptions,
     format_table,
     run_benchmarks,
+    save_results,
 )
-from adamflow._io import atomic_write_json  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     results = run_benchmarks(args.only, options)
     print(format_table(results))
     if args.json:
-        atomic_write_json(args.json, results)
+        save_results(args.json, results)
 
 
 if __name__ == "__main__":

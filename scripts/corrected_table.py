@@ -1,10 +1,13 @@
-"""Leading vs corrected flow against discrete Adam on a 1-D non-convex loss (issue [corrected]).
+"""Leading vs corrected flow against discrete Adam on a 1-D non-convex loss.
 
 Prints |θ_K − θ(K·lr)| at t = 8 (and the largest error along the path) for lr from 5e-2
 to 5e-4 with β₁ = 0.99, β₂ = 0.999, next to the gradient evaluations each used; then the
 cost of the corrected flow at the tolerance that matches the discrete run to 1e-4.
 
     python scripts/corrected_table.py [--json out.json]
+
+The numbers come from adamflow.experiments.corrected (accuracy_table,
+bench_corrected_vs_discrete).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from adamflow import _corrected, _io  # noqa: E402
+from adamflow.experiments import corrected  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", help="also write the rows and the benchmark to this file")
     args = parser.parse_args()
 
-    rows = _corrected.accuracy_table()
+    rows = corrected.accuracy_table()
     print(
-        f"Adam(b1=0.99, b2=0.999) on nonconvex_1d from 0, t = {_corrected.TABLE_T1}; "
+        f"Adam(b1=0.99, b2=0.999) on nonconvex_1d from 0, t = {corrected.TABLE_T1}; "
         "errors |theta_K - theta(K lr)| (max over the path in brackets)"
     )
     header = (
@@ -42,7 +47,7 @@ def main() -> None:
             f"{r['corrected_final_error']:9.2e} [{r['corrected_max_error']:8.2e}] "
             f"{r['corrected_grad_evals']:6d} | {r['validity']:8.2g}"
         )
-    bench = _corrected.bench_corrected_vs_discrete()
+    bench = corrected.bench_corrected_vs_discrete()
     print(
         f"\nCorrected flow at lr = {bench['lr']}, matching the discrete run to "
         f"{bench['target_relative_error']:g} relative: rtol = {bench.get('rtol')}, "
@@ -52,7 +57,7 @@ def main() -> None:
         f"(ratio {bench.get('time_ratio', float('nan')):.2f})"
     )
     if args.json:
-        _io.atomic_write_json(args.json, {"rows": rows, "bench": bench})
+        corrected.save_results(args.json, rows, bench)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from adamflow.symbolic import theory_documents, write_theory  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     parser.add_argument("--out", type=Path, default=ROOT / "theory", help="output folder")
     args = parser.parse_args(argv)

@@ -9,13 +9,13 @@ import optax
 import pytest
 
 from adamflow import Adam, AdamW, KAdam, run_discrete
-from adamflow._training import (
+from adamflow.experiments.training import (
     digits_dataset,
     level_outputs,
     mlp,
     modular_addition_dataset,
     seed_keys,
-    stack_hypers,
+    stack_training_specs,
     switched_off_gradients,
     train_many,
     transformer,
@@ -82,6 +82,26 @@ def test_kadam_as_optax_equals_run_discrete(opt):
     assert_paths_close(ours, jax.tree_util.tree_map(lambda x: x[1:], ref))
 
 
+def test_kadam_equals_a_chain_of_optax_adam_normalizers():
+    """An independent reference: k-Adam is k of optax's own Adam normalizers in cascade,
+    ``scale_by_adam(β₁_i, β₂_i, ε)`` for i = 1..k (ε outside the root, ``eps_root = 0``, as
+    ours), then decoupled decay λθ and the step -η (theory/kadam.md §1)."""
+    b1s, b2s, eps, lr, decay = (0.9, 0.7, 0.5), (0.999, 0.95, 0.8), 1e-6, 0.02, 0.1
+    reference = optax.chain(
+        *(optax.scale_by_adam(b1, b2, eps=eps, eps_root=0.0) for b1, b2 in zip(b1s, b2s)),
+        optax.add_decayed_weights(decay),
+        optax.scale(-lr),
+    )
+    opt = KAdam(lr, k=3, b1=b1s, b2=b2s, eps=eps, weight_decay=decay)
+    ours = optax_run(opt.as_optax(), THETA0, 20)
+    ref = optax_run(reference, THETA0, 20)
+    assert_paths_close(ours, ref, rtol=1e-12, atol=0.0)
+    # The levels' order matters: reversing them changes the path far beyond round-off.
+    reversed_levels = KAdam(lr, k=3, b1=b1s[::-1], b2=b2s[::-1], eps=eps, weight_decay=decay)
+    other = optax_run(reversed_levels.as_optax(), THETA0, 20)
+    assert np.max(np.abs(np.asarray(other["a"]) - np.asarray(ref["a"]))) > 1e-4
+
+
 def test_as_optax_under_jit_vmap_and_chain():
     opt = KAdam(0.02, k=2, b1=0.9, b2=0.99, weight_decay=0.05)
     tx = opt.as_optax()
@@ -143,8 +163,8 @@ def test_bound_is_attained_by_the_worst_sequence():
     [(0.5, 0.999), (0.5, 0.5, 0.999), (0.6, 0.99)],
 )
 def test_stable_top_level_bounds_kadam_update(b2s):
-    """THEORY §4: |u⁽ᵏ⁾| ≤ C(β₁_k, β₂_k) although level 1 (plain Adam with β₂_1 < β₁²) explodes
-    on a gradient that switches off."""
+    """theory/kadam.md §3: |u⁽ᵏ⁾| ≤ C(β₁_k, β₂_k) although level 1 (plain Adam with
+    β₂_1 < β₁²) explodes on a gradient that switches off."""
     b1 = 0.9
     grads = switched_off_gradients(700, 200, 12, scale=1e-2, seed=3)
     opt = KAdam(1e-3, k=len(b2s), b1=b1, b2=b2s)
@@ -178,7 +198,7 @@ def test_switched_off_gradients_shape_and_zeros():
 # --------------------------------------------------------------------------- training harness
 
 
-def test_trainer_equals_optax_loop_and_vmaps_over_hypers():
+def test_trainer_equals_optax_loop_and_vmaps_over_specs():
     """train_many (one flat vector, vmapped over a grid of specs) runs the same k-Adam as
     opt.as_optax() on the parameter PyTree."""
     data = digits_dataset(0)
@@ -186,7 +206,9 @@ def test_trainer_equals_optax_loop_and_vmaps_over_hypers():
     steps = 40
     opts = [KAdam(3e-3, k=2, weight_decay=1e-2), KAdam(1e-2, k=2, b1=0.8, weight_decay=0.0)]
     keys = seed_keys(0, 1)
-    grid = train_many(model, data, stack_hypers(opts), keys, k=2, steps=steps, eval_every=20)
+    grid = train_many(
+        model, data, stack_training_specs(opts), keys, k=2, steps=steps, eval_every=20
+    )
     assert grid.test_accuracy.shape == (2, 1, 2)
 
     def data_loss(p):

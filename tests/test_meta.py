@@ -1,4 +1,5 @@
-"""The meta-adaptive effect (THEORY.md §5): scale-invariant problems and the |θ|² dynamics."""
+"""The meta-adaptive effect (theory/kadam.md §4): scale-invariant problems and the |θ|²
+dynamics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from adamflow import AdamW, KAdam
-from adamflow._meta import (
+from adamflow.experiments.meta import (
     angle_between,
     equilibrium_norm_sq,
     integrate_norm_flow,
@@ -17,7 +18,7 @@ from adamflow._meta import (
     record_norm_dynamics,
     summarize_norm_dynamics,
 )
-from adamflow._scale_invariant import normalized_linear_classifier, normalized_mlp
+from adamflow.experiments.scale_invariant import normalized_linear_classifier, normalized_mlp
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +111,20 @@ def test_first_order_flow_error_is_order_eta():
     assert errors[1] < 0.05
 
 
-def test_summary_and_angles(adamw_run):
+def test_summary_and_angles(adamw_run, mlp_problem):
     dyn = adamw_run
     summary = summarize_norm_dynamics(dyn, equilibrium_from=0.5)
-    for name in dyn.groups:
+    for g, name in enumerate(dyn.groups):
         entry = summary[name]
         # The flow with θ·u is far closer than the EMA that drops it (both are measured).
         assert entry["max_rel_error_flow"] < entry["max_rel_error_ema"]
-        assert entry["cross_over_self"] >= 0.0
+        # |∫2θ·u dt| / ∫η|u|² dt, recomputed from the recorded sums.
+        cross, self_term = 2 * dyn.theta_dot_u[:, g].sum(), dyn.lr * dyn.update_sq[:, g].sum()
+        assert entry["cross_over_self"] == pytest.approx(abs(cross) / self_term, rel=1e-12)
+        assert entry["signed_cross_over_self"] == pytest.approx(cross / self_term, rel=1e-12)
+        # With momentum (β₁ = 0.9) θ·u is not small and points inward: -2θ·u pushes |θ|²
+        # up by several times η|u|² (measured 14 and 6; 2β₁/(1-β₁) = 18 for uncorrelated g).
+        assert entry["signed_cross_over_self"] < -2.0
         assert np.isfinite(entry["angle_ratio_median"])
     # The recorded angle is the angle between consecutive parameter vectors.
     a, b = jnp.array([1.0, 0.0, 0.0]), jnp.array([1.0, 1e-9, 0.0])
@@ -126,8 +133,23 @@ def test_summary_and_angles(adamw_run):
     np.testing.assert_allclose(
         predicted_angular_step(np.array([4.0]), 4.0, 0.01, 0.5), np.sqrt(2 * 0.01 * 0.5)
     )
-    # Adam's normalized gradient before momentum, |ĝ|² ≥ 0, is recorded for k = 1 only.
-    assert np.all(dyn.normalized_grad_sq >= 0)
+    # Adam's normalized gradient before momentum, ĝ = g/(sqrt(v̂)+ε): at step 1, v̂ = g² and
+    # m̂ = g, so ĝ = u = g/(|g|+ε), whose squared norm counts the coordinates with a
+    # gradient (at most the group's size); afterwards momentum makes u differ from ĝ.
+    np.testing.assert_allclose(dyn.normalized_grad_sq[0], dyn.update_sq[0], rtol=1e-12)
+    sizes = np.array([mlp_problem.theta0[name].size for name in dyn.groups])
+    assert np.all(dyn.normalized_grad_sq[0] <= sizes * (1 + 1e-12))
+    assert np.all(dyn.normalized_grad_sq[0] > 0.5 * sizes)
+    assert np.all(np.abs(dyn.normalized_grad_sq[1:] / dyn.update_sq[1:] - 1).max(axis=0) > 0.1)
+
+
+def test_normalized_gradient_is_the_update_without_momentum(mlp_problem):
+    """With β₁ = 0, m̂_n = g_n, so Adam's update u_n is exactly ĝ_n = g_n/(sqrt(v̂_n)+ε):
+    the recorded |ĝ|² must equal |u|² at every step."""
+    grad = mlp_problem.minibatch_grad(32)
+    opt = AdamW(0.01, b1=0.0, b2=0.999, weight_decay=0.2)
+    dyn = record_norm_dynamics(opt, grad, mlp_problem.theta0, 50, seed=1)
+    np.testing.assert_allclose(dyn.normalized_grad_sq, dyn.update_sq, rtol=1e-12)
 
 
 def test_record_validates_and_handles_k2(mlp_problem):

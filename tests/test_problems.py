@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +16,18 @@ from adamflow.problems import Problem
 
 def keys(count: int, seed: int = 0) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(seed), count)
+
+
+def loss_of(problem: Problem) -> Callable[[Any], Any]:
+    """The problem's full objective (every built-in has one)."""
+    assert problem.loss is not None
+    return problem.loss
+
+
+def support_of(problem: Problem) -> Callable[[jax.Array], Any]:
+    """The problem's declared gradient support."""
+    assert problem.support is not None
+    return problem.support
 
 
 _MADE: dict[str, Problem] = {}
@@ -35,7 +50,7 @@ def test_every_builtin_gives_a_finite_gradient_shaped_like_theta0(name: str) -> 
     for leaf_g, leaf_t in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(theta)):
         assert leaf_g.shape == leaf_t.shape
         assert np.all(np.isfinite(leaf_g))
-    assert np.isfinite(float(jax.jit(problem.loss)(theta)))
+    assert np.isfinite(float(jax.jit(loss_of(problem))(theta)))
     assert problem.size == sum(np.size(x) for x in jax.tree_util.tree_leaves(problem.theta0))
 
 
@@ -43,7 +58,7 @@ def test_sparse_coordinates_see_their_gradient_with_probability_p() -> None:
     p, dim = 0.05, 40
     problem = problems.sparse(dim=dim, p=p, seed=1)
     theta = jnp.full(dim, 10.0)  # far from every target: no gradient is zero by accident
-    full = jax.grad(problem.loss)(theta)
+    full = jax.grad(loss_of(problem))(theta)
     grads = jax.jit(jax.vmap(lambda k: problem.grad(theta, k)))(keys(2000))
     seen = np.asarray(grads != 0)
     # Where seen, the gradient is the full quadratic gradient h (θ - θ*), exactly.
@@ -52,7 +67,7 @@ def test_sparse_coordinates_see_their_gradient_with_probability_p() -> None:
     n = seen.size
     assert abs(seen.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
     # The declared support is exactly the set of coordinates with a gradient.
-    support = jax.jit(jax.vmap(problem.support))(keys(2000))
+    support = jax.jit(jax.vmap(support_of(problem)))(keys(2000))
     np.testing.assert_array_equal(np.asarray(support), seen)
 
 
@@ -62,15 +77,17 @@ def test_switch_off_gradient_is_constant_then_exactly_zero() -> None:
     key = jax.random.PRNGKey(0)
     np.testing.assert_array_equal(problem.step_gradient(theta, key, 7), [2.0, 0.2, 0.02])
     np.testing.assert_array_equal(problem.step_gradient(theta, key, 8), [0.0, 0.0, 0.0])
-    assert bool(problem.step_support(key, 7).all()) and not bool(problem.step_support(key, 8).any())
-    np.testing.assert_allclose(jax.grad(problem.loss)(theta), [2.0, 0.2, 0.02])
+    on, off = problem.step_support(key, 7), problem.step_support(key, 8)
+    assert on is not None and off is not None
+    assert bool(on.all()) and not bool(off.any())
+    np.testing.assert_allclose(jax.grad(loss_of(problem))(theta), [2.0, 0.2, 0.02])
 
 
 def test_quadratic_gradient_is_the_gradient_of_its_loss() -> None:
     problem = problems.quadratic(dim=6, condition=50.0)
     theta = jnp.linspace(-1.0, 2.0, 6)
     np.testing.assert_allclose(
-        problem.grad(theta, jax.random.PRNGKey(0)), jax.grad(problem.loss)(theta), rtol=1e-13
+        problem.grad(theta, jax.random.PRNGKey(0)), jax.grad(loss_of(problem))(theta), rtol=1e-13
     )
 
 
@@ -78,7 +95,7 @@ def test_quadratic_gradient_is_the_gradient_of_its_loss() -> None:
 def test_minibatch_gradients_average_to_the_full_gradient(name: str) -> None:
     problem = builtin(name)
     theta = jax.tree_util.tree_map(lambda x: jnp.asarray(x) + 0.1, problem.theta0)
-    full = jax.jit(jax.grad(problem.loss))(theta)
+    full = jax.jit(jax.grad(loss_of(problem)))(theta)
     batches = jax.jit(jax.vmap(lambda k: problem.grad(theta, k)))(keys(400, seed=2))
     mean = jax.tree_util.tree_map(lambda g: g.mean(axis=0), batches)
     spread = jax.tree_util.tree_map(lambda g: g.std(axis=0) / np.sqrt(400), batches)
@@ -94,8 +111,31 @@ def test_mlp_digits_is_a_ten_class_network_on_the_digits() -> None:
     problem = problems.mlp_digits(hidden=8, seed=1)
     shapes = {k: np.shape(v) for k, v in problem.theta0.items()}
     assert shapes == {"w1": (64, 8), "b1": (8,), "w2": (8, 10), "b2": (10,)}
-    loss = float(jax.jit(problem.loss)(problem.theta0))
+    loss = float(jax.jit(loss_of(problem))(problem.theta0))
     assert 1.0 < loss < 10.0  # cross-entropy of an untrained 10-class model, about ln 10
+
+
+def test_load_digits_is_the_one_raw_loader() -> None:
+    """scikit-learn's digits as they ship (pixels 0..16, labels 0..9), read-only and cached;
+    `mlp_digits` scales the same pixels to [0, 1]."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images, labels = problems.load_digits()
+    x, y = sklearn_digits(return_X_y=True)
+    np.testing.assert_array_equal(images, x)
+    np.testing.assert_array_equal(labels, y)
+    assert images.shape == (1797, 64) and images.dtype == np.float64
+    assert images.min() == 0.0 and images.max() == 16.0 and set(np.unique(labels)) == set(range(10))
+    assert not images.flags.writeable and not labels.flags.writeable
+    assert problems.load_digits()[0] is images  # cached: loaded once per process
+    problem = problems.mlp_digits(hidden=4, batch=1797)
+    full = jax.jit(loss_of(problem))(problem.theta0)
+    # The loss over all images equals the mean of per-image losses on images / 16.
+    theta = problem.theta0
+    hidden = np.maximum(images / 16.0 @ theta["w1"] + theta["b1"], 0.0)
+    logits = hidden @ theta["w2"] + theta["b2"]
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert float(full) == pytest.approx(-log_probs[np.arange(1797), labels].mean(), rel=1e-12)
 
 
 def test_fingerprint_identifies_parameters_and_theta0() -> None:

@@ -75,6 +75,7 @@ def solve(
     """Integrate ``model`` from 0 to ``t1`` with ``solve_ivp`` (``max_steps`` bounds the
     number of vector-field evaluations divided by the method's stages)."""
     method = make_method(solver)
+    unravel: Callable[[Any], Any]  # NumPy or JAX arrays, depending on the gradient
     if numpy_grad:
         xp = NUMPY_OPS
         flat0, unravel, ravel = _numpy_raveler(jax.tree_util.tree_map(np.asarray, y0))
@@ -116,7 +117,7 @@ def solve(
         return field(t, y)
 
     try:
-        options = {"jac": jac} if jac is not None else {}
+        options: dict[str, Any] = {"jac": jac} if jac is not None else {}
         sol = scipy.integrate.solve_ivp(
             counted,
             (0.0, float(t1)),

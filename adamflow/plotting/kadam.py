@@ -1,128 +1,64 @@
-"""Figures of k-Adam and the meta-adaptive effect of normalization (THEORY.md §4-5).
+"""Drawings of k-Adam and the meta-adaptive effect of normalization (theory/kadam.md,
+theory/stability.md).
 
-``figure_meta_adaptive``, ``figure_kadam_stability``, ``figure_kadam_training`` and
-``figure_phase_accuracy`` each compute what they show from the library, write
-``<name>.png`` and ``<name>.json`` into ``out_dir`` and return a summary of the numbers.
+`draw_meta_adaptive`, `draw_kadam_stability`, `draw_kadam_training` and
+`draw_phase_accuracy` draw the data of `adamflow.experiments.kadam_figures`' experiments
+(see each experiment for the keys of ``data``); they compute nothing and write nothing.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import stability  # noqa: E402
-from .._io import save_figure, sidecar  # noqa: E402
-from .._meta import (  # noqa: E402
-    integrate_norm_flow,
-    norm_identity,
-    predicted_angular_step,
-    record_norm_dynamics,
-    summarize_norm_dynamics,
-)
-from .._optimizers import Adam, AdamW, KAdam  # noqa: E402
-from .._scale_invariant import normalized_mlp  # noqa: E402
-from .._training import (  # noqa: E402
-    compare_kadam,
-    digits_mlp_task,
-    level_outputs,
-    modular_addition_task,
-    phase_accuracy,
-    switched_off_gradients,
-)
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    """Running mean over ``width`` samples (same length, shorter windows at the ends)."""
+    """Running mean over ``width`` samples for display (same length, shorter windows at the
+    ends)."""
     if width <= 1:
         return x
     kernel = np.ones(width)
     return np.convolve(x, kernel, "same") / np.convolve(np.ones_like(x), kernel, "same")
 
 
-def _rounded(summary: dict[str, Any], digits: int = 4) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            out[key] = _rounded(value, digits)
-        elif isinstance(value, float):
-            out[key] = float(f"{value:.{digits}g}")
-        else:
-            out[key] = value
-    return out
+def _log_edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around log-spaced centres ``x`` (for ``pcolormesh``)."""
+    logs = np.log10(x)
+    mid = (logs[1:] + logs[:-1]) / 2
+    return 10 ** np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]])
 
 
 # --------------------------------------------------------------------------- meta-adaptive
 
 
-def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
-    r"""|θ|² of a weight-normalized MLP trained with AdamW against predictions (a)-(d).
-
-    (a) the exact one-step identity, (b) the first-order flow
-    d|θ|²/dt = -2λ|θ|² - 2θ·u + η|u|², (c) the same without θ·u (an EMA of η|u|², rate 2λ),
-    (d) the momentum-aware variant of (c): the EMA of η|ĝ|² with ĝ = g/(sqrt(v̂)+ε), Adam's
-    update before momentum (each normalized gradient eventually moves θ by η ĝ, orthogonal
-    to θ up to the per-coordinate scaling, so with uncorrelated gradients
-    E|u|² = (1-β₁)/(1+β₁) E|ĝ|² and 2θ·u contributes -(2β₁/(1-β₁)) η|u|² on average).
-    A sweep over β₁ compares |∫2θ·u dt| / ∫η|u|² dt with 2β₁/(1-β₁).
-    """
-    lr, weight_decay, b2, batch = 0.01, 0.1, 0.999, 64
-    steps = 1500 if quick else 4000
-    sweep_b1s = (0.0, 0.9) if quick else (0.0, 0.5, 0.8, 0.9, 0.95)
-    problem = normalized_mlp(seed)
-    grad = problem.minibatch_grad(batch)
-    start = time.perf_counter()
-
-    def run(b1: float) -> Any:
-        opt = AdamW(lr, b1=b1, b2=b2, weight_decay=weight_decay)
-        return record_norm_dynamics(opt, grad, problem.theta0, steps, seed=seed)
-
-    main_b1s = 0.9
-    dyn = run(main_b1s)
-    summary = summarize_norm_dynamics(dyn)
-    sweep = {b1: summarize_norm_dynamics(run(b1)) for b1 in sweep_b1s}
-    seconds = time.perf_counter() - start
-
-    ts = dyn.ts
-    n0 = dyn.norm_sq[0]
-    identity = np.concatenate(
-        [
-            n0[None],
-            norm_identity(dyn.norm_sq[:-1], dyn.theta_dot_u, dyn.update_sq, lr, weight_decay),
-        ]
-    )
-    flow = integrate_norm_flow(n0, dyn.theta_dot_u, dyn.update_sq, lr, weight_decay)
-    ema_u = integrate_norm_flow(
-        n0, dyn.theta_dot_u, dyn.update_sq, lr, weight_decay, drop_theta_dot_u=True
-    )
-    ema_g = integrate_norm_flow(
-        n0, dyn.theta_dot_u, dyn.normalized_grad_sq, lr, weight_decay, drop_theta_dot_u=True
-    )
-    half = steps // 2
-    for g, name in enumerate(dyn.groups):
-        entry = summary[name]
-        rel_d = np.abs(ema_g[1:, g] / dyn.norm_sq[1:, g] - 1.0)
-        entry["window_mean_rel_error_ema_ghat"] = float(rel_d[half:].mean())
-        entry["max_rel_error_ema_ghat"] = float(rel_d.max())
-
-    fig, axes = plt.subplots(2, 2, figsize=(12.5, 9.0))
+def draw_meta_adaptive(data: dict[str, Any]) -> Figure:
+    r"""Four panels (theory/kadam.md §4): |θ|² of each scale-invariant group against the
+    predictions (a) identity, (b) flow, (c) EMA of η|u|², (d) EMA of η|ĝ|²; their relative
+    errors (20-step means); the measured angular step against
+    :math:`\sqrt{2\eta\lambda}|u|/\sqrt{E|u|^2}` and its |ĝ| variant; and the β₁ sweep of
+    |∫2θ·u dt| / ∫η|u|² dt and mean |θ|² / (η E|u|²/2λ) beside 2β₁/(1−β₁) and
+    (1+β₁)/(1−β₁). ``data``: as `meta_adaptive_experiment` returns."""
+    groups = data["groups"]
+    ts = np.asarray(data["ts"])
+    norm_sq = np.asarray(data["norm_sq"])
+    lr, weight_decay, steps = data["lr"], data["weight_decay"], data["steps"]
     colors = {"W1": "tab:blue", "W2": "tab:orange"}
+    styles = {"identity": "o", "flow": "-", "ema_u": "--", "ema_g": ":"}
+    fig = Figure(figsize=(12.5, 9.0))
+    axes = fig.subplots(2, 2)
+
     ax = axes[0, 0]
     every = max(1, steps // 40)
-    for g, name in enumerate(dyn.groups):
+    for g, name in enumerate(groups):
         c = colors.get(name, f"C{g}")
-        ax.plot(ts, dyn.norm_sq[:, g], color=c, lw=3.0, alpha=0.35, label=f"measured |{name}|²")
-        ax.plot(ts[::every], identity[::every, g], "o", color=c, ms=3.5, mfc="none")
-        ax.plot(ts, flow[:, g], "-", color=c, lw=1.0)
-        ax.plot(ts, ema_u[:, g], "--", color=c, lw=1.2)
-        ax.plot(ts, ema_g[:, g], ":", color=c, lw=1.6)
+        ax.plot(ts, norm_sq[:, g], color=c, lw=3.0, alpha=0.35, label=f"measured |{name}|²")
+        ax.plot(ts[::every], data["identity"][::every, g], "o", color=c, ms=3.5, mfc="none")
+        ax.plot(ts, data["flow"][:, g], "-", color=c, lw=1.0)
+        ax.plot(ts, data["ema_u"][:, g], "--", color=c, lw=1.2)
+        ax.plot(ts, data["ema_g"][:, g], ":", color=c, lw=1.6)
     ax.plot([], [], "o", color="k", mfc="none", label="(a) exact identity")
     ax.plot([], [], "-", color="k", lw=1.0, label="(b) flow with θ·u")
     ax.plot([], [], "--", color="k", label=r"(c) EMA of $\eta|u|^2$ (drops θ·u)")
@@ -130,16 +66,17 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     ax.set_yscale("log")
     ax.set_xlabel("t = nη")
     ax.set_ylabel("|θ|² of each scale-invariant group")
-    ax.set_title(f"AdamW β₁={main_b1s}, β₂={b2}, η={lr}, λ={weight_decay}, batch {batch}")
+    ax.set_title(
+        f"AdamW β₁={data['b1']}, β₂={data['b2']}, η={lr}, λ={weight_decay}, "
+        f"batch {data['batch_size']}"
+    )
     ax.legend(fontsize=8, ncol=2)
 
     ax = axes[0, 1]
-    for g, name in enumerate(dyn.groups):
+    for g, name in enumerate(groups):
         c = colors.get(name, f"C{g}")
-        meas = dyn.norm_sq[1:, g]
-        for pred, style in ((identity, "o"), (flow, "-"), (ema_u, "--"), (ema_g, ":")):
-            err = np.abs(pred[1:, g] / meas - 1.0)
-            err = np.maximum(err, 1e-16)  # an exact match is drawn at 1e-16
+        for key, style in styles.items():
+            err = np.maximum(data["rel_error"][key][:, g], 1e-16)  # an exact match at 1e-16
             if style == "o":
                 ax.plot(ts[1::every], err[::every], style, color=c, ms=3, mfc="none")
             else:
@@ -151,7 +88,7 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
         (":", "(d) EMA |ĝ|²"),
     ):
         ax.plot([], [], style, color="k", mfc="none", label=label)
-    for g, name in enumerate(dyn.groups):
+    for g, name in enumerate(groups):
         ax.plot([], [], "-", color=colors.get(name, f"C{g}"), lw=4, alpha=0.5, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("t = nη")
@@ -161,18 +98,12 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
 
     ax = axes[1, 0]
     width = 50
-    window = slice(half, None)
-    for g, name in enumerate(dyn.groups):
+    t_w = np.asarray(data["window_ts"])
+    for g, name in enumerate(groups):
         c = colors.get(name, f"C{g}")
-        u2 = dyn.update_sq[window, g]
-        predicted_u = predicted_angular_step(u2, u2.mean(), lr, weight_decay)
-        predicted_g = predicted_angular_step(
-            u2, dyn.normalized_grad_sq[window, g].mean(), lr, weight_decay
-        )
-        t_w = ts[1:][window]
-        ax.plot(t_w, _smooth(dyn.angle[window, g], width), color=c, lw=2.2, alpha=0.6)
-        ax.plot(t_w, _smooth(predicted_u, width), "--", color=c, lw=1.2)
-        ax.plot(t_w, _smooth(predicted_g, width), ":", color=c, lw=1.6)
+        ax.plot(t_w, _smooth(data["angle"][:, g], width), color=c, lw=2.2, alpha=0.6)
+        ax.plot(t_w, _smooth(data["angle_pred_u"][:, g], width), "--", color=c, lw=1.2)
+        ax.plot(t_w, _smooth(data["angle_pred_g"][:, g], width), ":", color=c, lw=1.6)
         ax.plot([], [], "-", color=c, lw=4, alpha=0.5, label=name)
     ax.plot([], [], "-", color="k", lw=2.2, alpha=0.6, label="measured angle(θ_{n-1}, θ_n)")
     ax.plot([], [], "--", color="k", label=r"$\sqrt{2\eta\lambda}\,|u|/\sqrt{E|u|^2}$")
@@ -184,13 +115,14 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     ax.legend(fontsize=8)
 
     ax = axes[1, 1]
+    sweep_b1s = data["sweep_b1s"]
     b1_grid = np.linspace(0.01, max(sweep_b1s), 200)
     ax.plot(b1_grid, 2 * b1_grid / (1 - b1_grid), "k-", lw=1, label="2β₁/(1−β₁)")
     ax.plot(b1_grid, (1 + b1_grid) / (1 - b1_grid), "k--", lw=1, label="(1+β₁)/(1−β₁)")
-    for g, name in enumerate(dyn.groups):
+    for g, name in enumerate(groups):
         c = colors.get(name, f"C{g}")
-        ratio = [sweep[b][name]["cross_over_self_window"] for b in sweep_b1s]
-        norm_ratio = [sweep[b][name]["norm_sq_over_equilibrium"] for b in sweep_b1s]
+        ratio = data["sweep_cross_over_self"][name]
+        norm_ratio = data["sweep_norm_over_equilibrium"][name]
         ax.plot(sweep_b1s, ratio, "o", color=c, label=f"{name}: |∫2θ·u dt| / ∫η|u|² dt")
         ax.plot(
             sweep_b1s,
@@ -207,117 +139,67 @@ def figure_meta_adaptive(out_dir: Path, *, quick: bool = False, seed: int = 0) -
     ax.set_title("θ·u is not small for Adam with momentum")
     ax.legend(fontsize=8)
     fig.suptitle(
-        f"Meta-adaptive effect: {problem.name}, scale-invariant groups W1 (LayerNorm) and "
+        f"Meta-adaptive effect: {data['problem']}, scale-invariant groups W1 (LayerNorm) and "
         f"W2 (weight-normalized)",
         fontsize=11,
     )
     fig.tight_layout()
-
-    result = {
-        "main_run": _rounded(summary),
-        "b1_sweep": {str(b): _rounded(s) for b, s in sweep.items()},
-        "seconds": round(seconds, 1),
-    }
-    params = {
-        "problem": problem.name,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "b1": main_b1s,
-        "b2": b2,
-        "batch_size": batch,
-        "steps": steps,
-        "sweep_b1s": list(sweep_b1s),
-        "quick": quick,
-    }
-    save_figure(fig, Path(out_dir) / "meta_adaptive.png", sidecar(params, seed, **result))
-    plt.close(fig)
-    return result
+    return fig
 
 
 # --------------------------------------------------------------------------- per-level bound
 
 
-def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
-    r"""A stable top level bounds k-Adam's update whatever the lower levels do (THEORY.md §4).
-
-    Gradients N(0, scale²) switch off after ``switch_off`` steps. Left: max over coordinates
-    of |u⁽ⁱ⁾_n| per level for 2- and 3-Adam whose lower levels are unstable (β₂ < β₁²), against
-    C(β₁_k, β₂_k); level 1 is plain Adam with the lower (β₁, β₂). Right: the largest |u| over
-    the run against β₂_1 for plain Adam and for 2-Adam with a stable top level.
-    """
-    steps = 650
-    switch_off, dims, scale, b1 = 200, 16, 1e-2, 0.9
-    grads = switched_off_gradients(steps, switch_off, dims, scale=scale, seed=seed)
-    unstable, top = 0.5, 0.999
-    specs = {
-        "2-Adam": KAdam(1e-3, k=2, b1=b1, b2=(unstable, top)),
-        "3-Adam": KAdam(1e-3, k=3, b1=b1, b2=(unstable, unstable, top)),
-    }
-    outputs = {name: level_outputs(opt, grads) for name, opt in specs.items()}
-    stable_adam = level_outputs(Adam(1e-3, b1=b1, b2=top), grads)[0]
-    bound_top = float(stability.update_bound(b1, top))
-    b2_sweep = np.linspace(0.3, 0.999, 8 if quick else 25)
-    sweep_plain, sweep_top = [], []
-    for b2_1 in b2_sweep:
-        u = level_outputs(KAdam(1e-3, k=2, b1=b1, b2=(float(b2_1), top)), grads)
-        sweep_plain.append(float(np.abs(u[0]).max()))
-        sweep_top.append(float(np.abs(u[1]).max()))
-    capped = stability.eps_capped_amplification(b1, b2_sweep, scale, 1e-8)
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.8))
+def draw_kadam_stability(data: dict[str, Any]) -> Figure:
+    r"""Left: max over coordinates of |u_n| per step for plain Adam (stable and unstable)
+    and the levels of 2- and 3-Adam, against the top level's bound
+    :math:`C(\beta_1, \beta_2)` (theory/kadam.md §3); right: the largest |u| against β₂ of
+    level 1, beside the ε-capped estimate (theory/stability.md §2).
+    ``data``: as `kadam_stability_experiment` returns."""
+    b1, unstable, top = data["b1"], data["b2_unstable"], data["b2_top"]
+    bound_top, switch_off = data["bound_top"], data["switch_off"]
+    curves, n = data["curves"], data["n"]
+    fig = Figure(figsize=(13, 5.8))
+    axes = fig.subplots(1, 2)
     ax = axes[0]
-    n = np.arange(1, steps + 1)
-    ax.semilogy(
-        n,
-        np.abs(outputs["2-Adam"][0]).max(axis=1),
-        color="tab:red",
-        lw=2,
-        label=f"plain Adam (β₁={b1}, β₂={unstable}) = level 1: unstable",
-    )
-    ax.semilogy(
-        n,
-        np.abs(outputs["2-Adam"][1]).max(axis=1),
-        color="tab:blue",
-        lw=2,
-        label=f"2-Adam, β₂=({unstable}, {top}): top level output",
-    )
-    ax.semilogy(
-        n,
-        np.abs(outputs["3-Adam"][1]).max(axis=1),
-        color="tab:purple",
-        lw=1,
-        ls="--",
-        label=f"3-Adam, β₂=({unstable}, {unstable}, {top}): level 2",
-    )
-    ax.semilogy(
-        n,
-        np.abs(outputs["3-Adam"][2]).max(axis=1),
-        color="tab:cyan",
-        lw=2,
-        ls="-.",
-        label="3-Adam: top level output",
-    )
-    ax.semilogy(
-        n,
-        np.abs(stable_adam).max(axis=1),
-        color="tab:green",
-        lw=1.2,
-        label=f"plain Adam (β₁={b1}, β₂={top}): stable",
-    )
+    lines: dict[str, tuple[dict[str, Any], str]] = {
+        "plain_adam_unstable": (
+            dict(color="tab:red", lw=2),
+            f"plain Adam (β₁={b1}, β₂={unstable}) = level 1: unstable",
+        ),
+        "2-Adam_top": (
+            dict(color="tab:blue", lw=2),
+            f"2-Adam, β₂=({unstable}, {top}): top level output",
+        ),
+        "3-Adam_level2": (
+            dict(color="tab:purple", lw=1, ls="--"),
+            f"3-Adam, β₂=({unstable}, {unstable}, {top}): level 2",
+        ),
+        "3-Adam_top": (dict(color="tab:cyan", lw=2, ls="-."), "3-Adam: top level output"),
+        "plain_adam_stable": (
+            dict(color="tab:green", lw=1.2),
+            f"plain Adam (β₁={b1}, β₂={top}): stable",
+        ),
+    }
+    for key, (style, label) in lines.items():
+        ax.semilogy(n, curves[key], label=label, **style)
     ax.axhline(bound_top, color="k", ls=":", label=f"C(β₁={b1}, β₂={top}) = {bound_top:.3f}")
     ax.set_ylim(1e-4, 1e5)
     ax.axvline(switch_off, color="gray", lw=0.8)
     ax.text(switch_off, 2e-4, " gradient switched off", color="gray", fontsize=8)
     ax.set_xlabel("step n")
     ax.set_ylabel("max over coordinates of |u_n|")
-    ax.set_title(f"Switched-off gradient ({dims} coordinates, |g| ~ {scale}, ε = 1e-8)")
+    ax.set_title(
+        f"Switched-off gradient ({data['dims']} coordinates, |g| ~ {data['grad_scale']}, ε = 1e-8)"
+    )
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
     ax = axes[1]
-    ax.semilogy(b2_sweep, sweep_plain, "o-", color="tab:red", label="plain Adam (β₁, β₂_1)")
+    b2_sweep = data["b2_sweep"]
+    ax.semilogy(b2_sweep, data["sweep_plain"], "o-", color="tab:red", label="plain Adam (β₁, β₂_1)")
     ax.semilogy(
         b2_sweep,
-        np.maximum(capped, 1.0),
+        np.maximum(data["capped"], 1.0),
         "--",
         color="tab:red",
         lw=1,
@@ -325,7 +207,7 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
     )
     ax.semilogy(
         b2_sweep,
-        sweep_top,
+        data["sweep_top"],
         "s-",
         color="tab:blue",
         label=f"2-Adam (β₁, β₂_1) → (β₁, {top}): top level",
@@ -338,109 +220,28 @@ def figure_kadam_stability(out_dir: Path, *, quick: bool = False, seed: int = 0)
     ax.set_title(f"Largest update vs the lower level's β₂ (β₁ = {b1})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-
-    result = {
-        "bound_top": bound_top,
-        "max_update": {
-            "plain_adam_unstable": float(np.abs(outputs["2-Adam"][0]).max()),
-            "2-Adam_top": float(np.abs(outputs["2-Adam"][1]).max()),
-            "3-Adam_level2": float(np.abs(outputs["3-Adam"][1]).max()),
-            "3-Adam_top": float(np.abs(outputs["3-Adam"][2]).max()),
-            "plain_adam_stable": float(np.abs(stable_adam).max()),
-        },
-        "sweep_max_top_over_bound": float(max(sweep_top) / bound_top),
-        "sweep_max_plain": float(max(sweep_plain)),
-    }
-    params = {
-        "steps": steps,
-        "switch_off": switch_off,
-        "dims": dims,
-        "grad_scale": scale,
-        "b1": b1,
-        "b2_unstable": unstable,
-        "b2_top": top,
-        "eps": 1e-8,
-        "b2_sweep": b2_sweep,
-        "quick": quick,
-    }
-    result = _rounded(result)
-    save_figure(fig, Path(out_dir) / "kadam_stability.png", sidecar(params, seed, **result))
-    plt.close(fig)
-    return result
+    return fig
 
 
 # --------------------------------------------------------------------------- training
 
 
-def _training_settings(quick: bool) -> dict[str, dict[str, Any]]:
-    if quick:  # one compile per (task, k, normalize); the transformer's take ~10 s each
-        return {
-            "digits": dict(
-                ks=(1, 2),
-                normalize=(False, True),
-                lrs=(3e-3,),
-                b1=0.9,
-                b2=0.999,
-                weight_decay=1e-2,
-                steps=100,
-                eval_every=50,
-                n_seeds=2,
-            ),
-        }
-    return {
-        "digits": dict(
-            ks=(1, 2, 3),
-            normalize=(False, True),
-            lrs=(1e-3, 3e-3, 1e-2),
-            b1=0.9,
-            b2=0.999,
-            weight_decay=1e-2,
-            steps=600,
-            eval_every=50,
-            n_seeds=3,
-        ),
-        "modular": dict(
-            ks=(1, 2, 3),
-            normalize=(False, True),
-            lrs=(3e-4, 1e-3),
-            b1=0.9,
-            b2=0.98,
-            weight_decay=1.0,
-            steps=2000,
-            eval_every=100,
-            n_seeds=3,
-        ),
-    }
-
-
-def figure_kadam_training(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
-    """Final test accuracy (mean ± std over seeds) of k-Adam (AdamW-style decay) for
-    k = 1, 2, 3, with and without a LayerNorm, on an MLP on digits and a one-layer
-    transformer on modular addition; learning curves at each configuration's best lr.
-    ``quick`` trains only the MLP (k = 1, 2), briefly."""
-    settings = _training_settings(quick)
-    factories = {"digits": digits_mlp_task, "modular": modular_addition_task}
-    tasks = {name: factories[name](seed) for name in settings}
-    start = time.perf_counter()
-    results = {name: compare_kadam(tasks[name], seed=seed, **settings[name]) for name in tasks}
-    seconds = time.perf_counter() - start
-
-    fig, axes = plt.subplots(
-        len(tasks),
-        2,
-        figsize=(13, 4.5 * len(tasks)),
-        squeeze=False,
-        gridspec_kw={"width_ratios": [1.3, 1]},
-    )
-    summary: dict[str, Any] = {}
-    for row, (name, res) in enumerate(results.items()):
-        final = res.test_accuracy[..., -1]  # (k, norm, lr, seed)
-        mean, std = final.mean(axis=-1), final.std(axis=-1)
-        configs = [(i, j) for i in range(len(res.ks)) for j in range(len(res.normalize))]
+def draw_kadam_training(data: list[dict[str, Any]]) -> Figure:
+    r"""One row per task (theory/kadam.md §1): bars of the final test accuracy (mean ± std
+    over seeds) per (k, normalization) and learning rate, and the learning curves at each
+    configuration's best learning rate. ``data``: as `kadam_training_experiment`
+    returns."""
+    fig = Figure(figsize=(13, 4.5 * len(data)))
+    axes = fig.subplots(len(data), 2, squeeze=False, gridspec_kw={"width_ratios": [1.3, 1]})
+    viridis = matplotlib.colormaps["viridis"]
+    for row, res in enumerate(data):
+        mean, std = np.asarray(res["mean"]), np.asarray(res["std"])
+        ks, normalize, lrs = res["ks"], res["normalize"], res["lrs"]
+        configs = [(i, j) for i in range(len(ks)) for j in range(len(normalize))]
         ax = axes[row, 0]
-        n_lr = len(res.lrs)
+        n_lr = len(lrs)
         width = 0.8 / n_lr
-        for lr_index, lr in enumerate(res.lrs):
+        for lr_index, lr in enumerate(lrs):
             xs = np.arange(len(configs)) + (lr_index - (n_lr - 1) / 2) * width
             ax.bar(
                 xs,
@@ -448,119 +249,61 @@ def figure_kadam_training(out_dir: Path, *, quick: bool = False, seed: int = 0) 
                 width,
                 yerr=[std[i, j, lr_index] for i, j in configs],
                 capsize=3,
-                color=plt.cm.viridis(lr_index / max(n_lr - 1, 1)),
+                color=viridis(lr_index / max(n_lr - 1, 1)),
                 label=f"lr = {lr:g}",
             )
         ax.set_xticks(
             np.arange(len(configs)),
-            [
-                f"k={res.ks[i]}\n{'LayerNorm' if res.normalize[j] else 'no norm'}"
-                for i, j in configs
-            ],
+            [f"k={ks[i]}\n{'LayerNorm' if normalize[j] else 'no norm'}" for i, j in configs],
         )
         low = max(0.0, float(np.min(mean - std)) - 0.05)
         ax.set_ylim(low, 1.0)
-        ax.set_ylabel(f"final test accuracy (mean ± std, {final.shape[-1]} seeds)")
+        ax.set_ylabel(f"final test accuracy (mean ± std, {res['n_seeds']} seeds)")
         ax.set_title(
-            f"{res.task}: k-Adam, β₁={settings[name]['b1']}, "
-            f"β₂={settings[name]['b2']}, λ={settings[name]['weight_decay']}"
+            f"{res['task']}: k-Adam, β₁={res['b1']}, β₂={res['b2']}, λ={res['weight_decay']}"
         )
         ax.legend(fontsize=8, loc="lower left")
 
         ax = axes[row, 1]
-        task_summary: dict[str, Any] = {}
+        steps = np.asarray(res["steps"])
         for i, j in configs:
-            best = int(np.argmax(mean[i, j]))
-            curve = res.test_accuracy[i, j, best]
-            label = f"k={res.ks[i]}, {'LN' if res.normalize[j] else 'no norm'}"
+            curve, spread = res["curve_mean"][i, j], res["curve_std"][i, j]
             color = f"C{i}"
-            style = "-" if res.normalize[j] else "--"
-            ax.plot(
-                res.steps,
-                curve.mean(axis=0),
-                style,
-                color=color,
-                label=f"{label} (lr {res.lrs[best]:g})",
-            )
-            ax.fill_between(
-                res.steps,
-                curve.mean(0) - curve.std(0),
-                curve.mean(0) + curve.std(0),
-                color=color,
-                alpha=0.12,
-            )
-            task_summary[label] = {
-                f"lr={lr:g}": f"{mean[i, j, q]:.3f} ± {std[i, j, q]:.3f}"
-                for q, lr in enumerate(res.lrs)
-            }
+            label = f"k={ks[i]}, {'LN' if normalize[j] else 'no norm'}"
+            style = "-" if normalize[j] else "--"
+            best_lr = lrs[int(res["best"][i, j])]
+            ax.plot(steps, curve, style, color=color, label=f"{label} (lr {best_lr:g})")
+            ax.fill_between(steps, curve - spread, curve + spread, color=color, alpha=0.12)
         ax.set_xlabel("step")
         ax.set_ylabel("test accuracy (best lr per configuration)")
         ax.set_title("Learning curves (mean ± std over seeds)")
         ax.legend(fontsize=8, loc="lower right")
-        summary[res.task] = task_summary
     fig.tight_layout()
-    params = {name: {**settings[name], "task": tasks[name].name} for name in tasks}
-    result = {"final_test_accuracy": summary, "seconds": round(seconds, 1)}
-    save_figure(fig, Path(out_dir) / "kadam_training.png", sidecar(params, seed, **result))
-    plt.close(fig)
-    return result
+    return fig
 
 
-def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
-    """Final test accuracy of AdamW on the digits MLP over a (β₁, β₂) grid, with the
-    stability boundary β₂ = β₁² drawn, and against the growth rate ln(β₁/√β₂) per step."""
-    if quick:
-        one_minus_b1, one_minus_b2, n_seeds, steps = (
-            np.logspace(-2, 0, 4),
-            np.logspace(-3, np.log10(0.7), 4),
-            1,
-            200,
-        )
-    else:
-        one_minus_b1, one_minus_b2, n_seeds, steps = (
-            np.logspace(-2, 0, 9),
-            np.logspace(-3, np.log10(0.7), 9),
-            3,
-            600,
-        )
-    b1s, b2s = 1.0 - one_minus_b1, 1.0 - one_minus_b2
-    lr, weight_decay = 3e-3, 1e-2
-    task = digits_mlp_task(seed)
-    start = time.perf_counter()
-    grid = phase_accuracy(
-        task,
-        b1s,
-        b2s,
-        lr=lr,
-        weight_decay=weight_decay,
-        steps=steps,
-        n_seeds=n_seeds,
-        seed=seed,
-    )
-    seconds = time.perf_counter() - start
-    acc = grid.test_accuracy.mean(axis=-1)  # (b1, b2)
-    acc_std = grid.test_accuracy.std(axis=-1)
-    stable = np.asarray(stability.is_stable(b1s[:, None], b2s[None, :]))
-    growth = np.asarray(stability.growth_rate(b1s[:, None], b2s[None, :]))
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+def draw_phase_accuracy(data: dict[str, Any]) -> Figure:
+    """Left: final test accuracy over the (1 − β₁, 1 − β₂) grid with the boundary β₂ = β₁²
+    of the stable region (theory/stability.md §1); right: accuracy against the growth rate
+    max(0, ln(β₁/√β₂)) per step, stable and unstable cells apart.
+    ``data``: as `phase_accuracy_experiment` returns."""
+    one_minus_b1 = np.asarray(data["one_minus_b1"])
+    one_minus_b2 = np.asarray(data["one_minus_b2"])
+    acc, acc_std = np.asarray(data["mean"]), np.asarray(data["std"])
+    stable, growth = np.asarray(data["stable"]), np.asarray(data["growth"])
+    fig = Figure(figsize=(13, 5.2))
+    axes = fig.subplots(1, 2)
     ax = axes[0]
-
-    def edges(x: np.ndarray) -> np.ndarray:
-        logs = np.log10(x)
-        mid = (logs[1:] + logs[:-1]) / 2
-        return 10 ** np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]])
-
     mesh = ax.pcolormesh(
-        edges(one_minus_b1),
-        edges(one_minus_b2),
+        _log_edges(one_minus_b1),
+        _log_edges(one_minus_b2),
         acc.T,
         cmap="viridis",
         vmin=0.0,
         vmax=1.0,
         shading="flat",
     )
-    fig.colorbar(mesh, ax=ax, label=f"final test accuracy (mean of {n_seeds} seeds)")
+    fig.colorbar(mesh, ax=ax, label=f"final test accuracy (mean of {data['n_seeds']} seeds)")
     for b_i, omb in enumerate(one_minus_b1):
         for g_i, omg in enumerate(one_minus_b2):
             ax.text(
@@ -578,78 +321,32 @@ def figure_phase_accuracy(out_dir: Path, *, quick: bool = False, seed: int = 0) 
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(edges(one_minus_b1)[[0, -1]])
-    ax.set_ylim(edges(one_minus_b2)[[0, -1]])
+    ax.set_xlim(*_log_edges(one_minus_b1)[[0, -1]])
+    ax.set_ylim(*_log_edges(one_minus_b2)[[0, -1]])
     ax.set_xlabel("1 − β₁")
     ax.set_ylabel("1 − β₂")
-    ax.set_title(f"AdamW on {task.name}: lr={lr}, λ={weight_decay}, {steps} steps")
+    ax.set_title(
+        f"AdamW on {data['task']}: lr={data['lr']}, λ={data['weight_decay']}, {data['steps']} steps"
+    )
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
 
     ax = axes[1]
-    ax.errorbar(
-        growth[stable],
-        acc[stable],
-        yerr=acc_std[stable],
-        fmt="o",
-        color="tab:green",
-        label="stable cells (β₂ > β₁²)",
-        alpha=0.8,
-    )
-    ax.errorbar(
-        growth[~stable],
-        acc[~stable],
-        yerr=acc_std[~stable],
-        fmt="s",
-        color="tab:red",
-        label="unstable cells (β₂ < β₁²)",
-        alpha=0.8,
-    )
+    for cells, fmt, color, label in (
+        (stable, "o", "tab:green", "stable cells (β₂ > β₁²)"),
+        (~stable, "s", "tab:red", "unstable cells (β₂ < β₁²)"),
+    ):
+        ax.errorbar(
+            growth[cells],
+            acc[cells],
+            yerr=acc_std[cells],
+            fmt=fmt,
+            color=color,
+            label=label,
+            alpha=0.8,
+        )
     ax.set_xlabel("growth of the update bound per step, max(0, ln(β₁/√β₂))")
     ax.set_ylabel("final test accuracy (mean ± std over seeds)")
     ax.set_title("Accuracy against the instability's growth rate")
     ax.legend(fontsize=8)
     fig.tight_layout()
-
-    order = np.argsort(acc[~stable])[:3]
-    worst = [
-        {"b1": float(b), "b2": float(g), "accuracy": float(a)}
-        for b, g, a in zip(
-            np.broadcast_to(b1s[:, None], acc.shape)[~stable][order],
-            np.broadcast_to(b2s[None, :], acc.shape)[~stable][order],
-            acc[~stable][order],
-        )
-    ]
-    strongly = growth > 0.1
-    result = {
-        "mean_accuracy_stable": float(acc[stable].mean()),
-        "mean_accuracy_unstable": float(acc[~stable].mean()) if (~stable).any() else None,
-        "mean_accuracy_unstable_growth_gt_0.1": (
-            float(acc[strongly].mean()) if strongly.any() else None
-        ),
-        "mean_accuracy_unstable_growth_le_0.1": (
-            float(acc[~stable & ~strongly].mean()) if (~stable & ~strongly).any() else None
-        ),
-        "min_accuracy_stable": float(acc[stable].min()),
-        "worst_unstable_cells": worst,
-        "cells": {"stable": int(stable.sum()), "unstable": int((~stable).sum())},
-        "seconds": round(seconds, 1),
-    }
-    params = {
-        "b1s": b1s,
-        "b2s": b2s,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "steps": steps,
-        "n_seeds": n_seeds,
-        "task": task.name,
-        "batch_size": 64,
-        "quick": quick,
-    }
-    result = _rounded(result)
-    save_figure(
-        fig,
-        Path(out_dir) / "phase_accuracy.png",
-        sidecar(params, seed, test_accuracy=grid.test_accuracy, **result),
-    )
-    plt.close(fig)
-    return result
+    return fig

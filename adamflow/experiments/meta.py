@@ -1,4 +1,4 @@
-r"""The meta-adaptive effect of normalization, measured (THEORY.md §5).
+r"""The meta-adaptive effect of normalization, measured (theory/kadam.md §4).
 
 For a scale-invariant group θ (``L(cθ) = L(θ)``) trained with AdamW,
 ``θ_n = (1-ηλ) θ_{n-1} - η u_n`` gives exactly
@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._optimizers import KAdam, cascade_step, init_state, parameter_step
-from ._rules import bias_correction, decay_per_step, normalized_update
-from ._trajectory import PyTree
+from .. import KAdam, cascade_step, init_state, parameter_step
+from .._rules import bias_correction, decay_per_step, normalized_update
+from .._validate import check_int
 
+PyTree = Any
 tree_map = jax.tree_util.tree_map
 
 
@@ -64,7 +65,8 @@ class NormDynamics(NamedTuple):
 
 def angle_between(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     r"""Angle between two vectors, :math:`2\,\mathrm{atan2}(|\hat a - \hat b|, |\hat a + \hat b|)`
-    (accurate for tiny angles, where ``arccos`` of the cosine is not)."""
+    (accurate for tiny angles, where ``arccos`` of the cosine is not); the angular step of a
+    scale-invariant group (theory/kadam.md §4)."""
     a_hat = a / jnp.linalg.norm(a)
     b_hat = b / jnp.linalg.norm(b)
     return 2.0 * jnp.arctan2(jnp.linalg.norm(a_hat - b_hat), jnp.linalg.norm(a_hat + b_hat))
@@ -79,7 +81,7 @@ def record_norm_dynamics(
     groups: Sequence[str] | None = None,
     seed: int = 0,
 ) -> NormDynamics:
-    """Run ``opt`` (the k-level cascade, THEORY.md §1) for ``steps`` steps and record the
+    """Run ``opt`` (the k-level cascade, theory/kadam.md §1) for ``steps`` steps and record the
     norm dynamics of each group.
 
     ``grad(theta, key)`` is the (possibly stochastic) gradient, ``key`` a fresh PRNG key per
@@ -88,8 +90,7 @@ def record_norm_dynamics(
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    steps = check_int("steps", steps, 1)
     if not isinstance(theta0, dict):
         raise TypeError(f"theta0 must be a dict of arrays (one per group), got {type(theta0)}")
     names = tuple(theta0) if groups is None else tuple(groups)
@@ -153,7 +154,7 @@ def norm_identity(
 ) -> Any:
     r"""The exact one-step identity (a):
     :math:`|\theta_n|^2 = (1-\eta\lambda)^2|\theta_{n-1}|^2 - 2\eta(1-\eta\lambda)\,
-    \theta_{n-1}\cdot u_n + \eta^2|u_n|^2`."""
+    \theta_{n-1}\cdot u_n + \eta^2|u_n|^2` (theory/kadam.md §4.4)."""
     shrink = 1.0 - lr * weight_decay
     return shrink**2 * norm_sq_prev - 2.0 * lr * shrink * theta_dot_u + lr**2 * update_sq
 
@@ -167,7 +168,8 @@ def integrate_norm_flow(
     *,
     drop_theta_dot_u: bool = False,
 ) -> np.ndarray:
-    r"""|θ|² predicted by the first-order flow (b), or by (c) with ``drop_theta_dot_u``.
+    r"""|θ|² predicted by the first-order flow (b), or by (c) with ``drop_theta_dot_u``
+    (theory/kadam.md §4.5-4.6).
 
     Integrates :math:`\dot N = -2\lambda N + f` with the forcing
     :math:`f_n = -2\,\theta_{n-1}\cdot u_n + \eta|u_n|^2` (without the first term for (c))
@@ -191,7 +193,8 @@ def integrate_norm_flow(
 
 
 def equilibrium_norm_sq(mean_update_sq: Any, lr: float, weight_decay: float) -> Any:
-    r"""Equilibrium of (c): :math:`|\theta|^2 = \eta\,E|u|^2/(2\lambda)` (λ > 0)."""
+    r"""Equilibrium of (c): :math:`|\theta|^2 = \eta\,E|u|^2/(2\lambda)` (λ > 0;
+    theory/kadam.md §4)."""
     if weight_decay <= 0:
         raise ValueError(f"weight_decay must be > 0 for an equilibrium, got {weight_decay!r}")
     return lr * mean_update_sq / (2.0 * weight_decay)
@@ -202,12 +205,12 @@ def predicted_angular_step(
 ) -> Any:
     r"""Equilibrium angular step per iteration,
     :math:`\sqrt{2\eta\lambda}\,|u|/\sqrt{E|u|^2}` (= :math:`\eta|u|/|\theta|` at the
-    equilibrium norm, for u ⟂ θ)."""
+    equilibrium norm, for u ⟂ θ; theory/kadam.md §4)."""
     return np.sqrt(2.0 * lr * weight_decay * np.asarray(update_sq) / np.asarray(mean_update_sq))
 
 
 def summarize_norm_dynamics(dyn: NormDynamics, *, equilibrium_from: float = 0.5) -> dict:
-    """The measured numbers of a recorded run, per group.
+    """The measured numbers of a recorded run, per group (predictions of theory/kadam.md §4).
 
     For each group: the largest relative error of (a), (b) and (c) against the measured
     |θ|² (whole run) and their mean relative error over the equilibrium window (the last

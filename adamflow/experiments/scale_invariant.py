@@ -1,26 +1,29 @@
-"""Scale-invariant problems: weights followed by a normalization (THEORY.md §5).
+"""Scale-invariant problems: weights followed by a normalization (theory/kadam.md §4).
 
 Each problem's parameters are a dict of arrays, each a *group* with
 ``L(..., c·θ_g, ...) = L(..., θ_g, ...)`` for every ``c > 0``. Then ``θ_g · ∇_g L = 0`` and
 ``∇_g L(cθ) = ∇_g L(θ)/c``: only the direction of each group matters, and its norm is
-set by the optimizer alone (the meta-adaptive effect measured in `adamflow._meta`).
+set by the optimizer alone (the meta-adaptive effect measured in
+`adamflow.experiments.meta`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ._training import Dataset, accuracy, cross_entropy, digits_dataset, layer_norm
-from ._trajectory import PyTree
-from ._validate import check_positive
+from .._validate import check_int, check_positive
+from .training import Dataset, accuracy, cross_entropy, digits_dataset, layer_norm
+
+PyTree = Any
 
 
 class ScaleInvariantProblem(NamedTuple):
-    """A classifier whose loss is invariant to rescaling each parameter group.
+    """A classifier whose loss is invariant to rescaling each parameter group,
+    ``L(c θ_g) = L(θ_g)`` for c > 0 (theory/kadam.md §4).
 
     ``theta0`` is a dict of arrays; ``groups`` names its scale-invariant groups (here every
     key). ``logits(theta, x)``; ``loss(theta)`` is the cross-entropy on the whole training
@@ -77,8 +80,8 @@ def normalized_linear_classifier(
     r"""Weight-normalized linear softmax classifier on scikit-learn digits.
 
     ``logits = s · X W / |W|_F`` with the fixed temperature ``s``; one group ``W`` (64×10),
-    :math:`L(cW) = L(W)`. ``seed`` draws the train/test split and ``W_0`` (entries
-    ``N(0, 1/64)``).
+    :math:`L(cW) = L(W)` (theory/kadam.md §4). ``seed`` draws the train/test split and
+    ``W_0`` (entries ``N(0, 1/64)``).
     """
     temperature = check_positive("temperature", temperature)
     data = _float_data(digits_dataset(seed))
@@ -100,12 +103,11 @@ def normalized_mlp(
 
     ``h = relu(LN(X W1))`` with `layer_norm` at ``eps = 0`` (exactly invariant to
     ``W1 -> c W1``) and ``logits = s · h W2 / |W2|_F``: two groups, ``W1`` (64×hidden)
-    and ``W2`` (hidden×10), each with :math:`L(cW_i) = L(W_i)`; initial entries
-    ``N(0, 1/fan_in)``.
+    and ``W2`` (hidden×10), each with :math:`L(cW_i) = L(W_i)` (theory/kadam.md §4); initial
+    entries ``N(0, 1/fan_in)``.
     """
     temperature = check_positive("temperature", temperature)
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 2:
-        raise ValueError(f"hidden must be an integer >= 2, got {hidden!r}")
+    hidden = check_int("hidden", hidden, 2)
     data = _float_data(digits_dataset(seed))
     n_in = data.x_train.shape[1]
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))

@@ -1,11 +1,11 @@
-"""Small, reproducible training experiments with the k-Adam cascade (THEORY.md §5).
+"""Small, reproducible training experiments with the k-Adam cascade (theory/kadam.md).
 
 Everything here is CPU-sized: an MLP on scikit-learn's digits and a one-layer transformer
 on modular addition, each with or without a normalization layer. A training run is a pure
-function of the array hyperparameters `KAdam` and a PRNG key, so whole grids of
+function of the spec `adamflow.KAdam` (a JAX pytree) and a PRNG key, so whole grids of
 optimizers and seeds run as one ``jax.vmap``:
 
-    θ_n = θ_{n-1} - η (u⁽ᵏ⁾_n + λ θ_{n-1}),   u⁽ᵏ⁾_n = cascade_step(hyper, state, ∇L_B(θ_{n-1}))
+    θ_n = θ_{n-1} - η (u⁽ᵏ⁾_n + λ θ_{n-1}),   u⁽ᵏ⁾_n = cascade_step(spec, state, ∇L_B(θ_{n-1}))
 
 with ``L_B`` the cross-entropy on a random minibatch ``B`` (or the whole training set).
 """
@@ -21,10 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
-from ._optimizers import KAdam, cascade_step, init_state, parameter_step, stack_specs
-from ._trajectory import PyTree
+from .. import KAdam, cascade_step, init_state, parameter_step, stack_specs
+from ..problems import load_digits
 
+PyTree = Any
 tree_map = jax.tree_util.tree_map
 
 #: Training runs use float32 (fast on CPU) whatever ``jax_enable_x64`` says.
@@ -71,15 +73,14 @@ def _check_fraction(name: str, value: float) -> float:
 
 
 def digits_dataset(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """scikit-learn's 8×8 digits (1797 images, 10 classes), split at random by ``seed``.
+    """scikit-learn's 8×8 digits (1797 images, 10 classes; `adamflow.problems.load_digits`),
+    split at random by ``seed``.
 
     Pixels (0..16) are standardized with the training split's mean and standard deviation
     (constant pixels are left at 0).
     """
-    from sklearn.datasets import load_digits
-
     test_fraction = _check_fraction("test_fraction", test_fraction)
-    x, y = load_digits(return_X_y=True)
+    x, y = load_digits()
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
@@ -129,7 +130,7 @@ def layer_norm(z: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
     :math:`(z - \bar z)/\sqrt{\mathrm{var}(z) + \epsilon}`.
 
     With ``eps = 0`` it is exactly invariant to ``z -> c z`` for ``c > 0``, which makes the
-    weights feeding it scale-invariant.
+    weights feeding it scale-invariant (theory/kadam.md §4).
     """
     centred = z - jnp.mean(z, axis=-1, keepdims=True)
     return centred / jnp.sqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
@@ -238,7 +239,7 @@ def accuracy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels) & finite)
 
 
-def hyper_of(opt: KAdam) -> KAdam:
+def training_spec(opt: KAdam) -> KAdam:
     """``opt`` with its numbers as arrays of the training dtype (float32)."""
     return tree_map(lambda a: jnp.asarray(a, DTYPE), opt)
 
@@ -252,13 +253,13 @@ def make_trainer(
     batch_size: int | None = None,
     eval_every: int = 50,
 ) -> Callable[[KAdam, jax.Array], tuple[jnp.ndarray, ...]]:
-    """A jitted ``train(hyper, key) -> (train_loss, train_acc, test_acc)`` (each ``(E,)``).
+    """A jitted ``train(spec, key) -> (train_loss, train_acc, test_acc)`` (each ``(E,)``).
 
     ``key`` draws the initial parameters and the minibatches (indices with replacement;
-    ``batch_size=None`` is full batch). The run is the k-level cascade of THEORY.md §1 with
-    decoupled decay on every parameter. Evaluations happen at steps
+    ``batch_size=None`` is full batch). The run is the k-level cascade of theory/kadam.md §1
+    with decoupled decay on every parameter. Evaluations happen at steps
     ``eval_every, 2·eval_every, …, steps`` (``steps`` must be a multiple of ``eval_every``).
-    vmap the returned function over ``hyper`` and/or ``key`` for grids and seeds; read
+    vmap the returned function over ``spec`` and/or ``key`` for grids and seeds; read
     `TrainResult` with `evaluation_steps`.
     """
     if steps < 1 or eval_every < 1 or steps % eval_every:
@@ -276,8 +277,8 @@ def make_trainer(
     arrays = _data_arrays(data)
     jitted = jax.jit(run)
 
-    def train(hyper: KAdam, key: jax.Array) -> tuple[jnp.ndarray, ...]:
-        return jitted(hyper, key, arrays)
+    def train(spec: KAdam, key: jax.Array) -> tuple[jnp.ndarray, ...]:
+        return jitted(spec, key, arrays)
 
     return train
 
@@ -292,7 +293,7 @@ def _data_arrays(data: Dataset) -> tuple[jnp.ndarray, ...]:
 def _training_run(
     model: Model, n_train: int, *, k: int, steps: int, batch_size: int | None, eval_every: int
 ) -> Callable[..., tuple[jnp.ndarray, ...]]:
-    """The pure function ``run(hyper, key, data_arrays) -> (loss, train_acc, test_acc)``."""
+    """The pure function ``run(spec, key, data_arrays) -> (loss, train_acc, test_acc)``."""
     # The optimizer acts elementwise, so it runs on one flat parameter vector: far fewer
     # ops to compile than one cascade per parameter array, and the same numbers.
     _, unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))
@@ -302,7 +303,7 @@ def _training_run(
 
     grad_fn = jax.grad(loss_fn)
 
-    def run(hyper: KAdam, key: jax.Array, arrays: tuple[jnp.ndarray, ...]) -> Any:
+    def run(spec: KAdam, key: jax.Array, arrays: tuple[jnp.ndarray, ...]) -> Any:
         x_train, y_train, x_eval, y_test = arrays
 
         def evaluate(flat: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
@@ -329,8 +330,8 @@ def _training_run(
         def one_step(carry: Any, idx: jnp.ndarray) -> Any:
             params, state = carry
             x, y = (x_train, y_train) if batch_size is None else (x_train[idx], y_train[idx])
-            state, u = cascade_step(hyper, state, grad_fn(params, x, y))
-            return (parameter_step(hyper, params, u), state), None
+            state, u = cascade_step(spec, state, grad_fn(params, x, y))
+            return (parameter_step(spec, params, u), state), None
 
         def one_block(carry: Any, block: jnp.ndarray) -> Any:
             carry, _ = jax.lax.scan(one_step, carry, block)
@@ -350,7 +351,7 @@ def evaluation_steps(steps: int, eval_every: int) -> np.ndarray:
 def train_many(
     model: Model,
     data: Dataset,
-    hypers: KAdam,
+    specs: KAdam,
     keys: jax.Array,
     *,
     k: int,
@@ -359,8 +360,9 @@ def train_many(
     eval_every: int = 50,
     vectorize: bool = True,
 ) -> TrainResult:
-    """Train every (hyper, key) pair: ``hypers`` has a leading config axis ``C`` (see
-    `stack_hypers`), ``keys`` a seed axis ``S``; results have shape ``(C, S, E)``.
+    """Train every (spec, key) pair with the k-level cascade of theory/kadam.md §1:
+    ``specs`` has a leading config axis ``C`` (see `stack_training_specs`), ``keys`` a seed
+    axis ``S``; results have shape ``(C, S, E)``.
 
     ``vectorize=True`` runs all pairs as one vmapped program (fast for large grids of small
     models); ``False`` compiles one run and loops over the pairs (the vmapped program takes
@@ -379,12 +381,12 @@ def train_many(
     if vectorize:
         over_seeds = jax.vmap(run, in_axes=(None, 0, None))
         over_both = jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)))
-        curves = [np.asarray(c) for c in over_both(hypers, keys, arrays)]
+        curves = [np.asarray(c) for c in over_both(specs, keys, arrays)]
     else:
         jitted = jax.jit(run)
-        n_configs = jax.tree_util.tree_leaves(hypers)[0].shape[0]
+        n_configs = jax.tree_util.tree_leaves(specs)[0].shape[0]
         runs = [
-            [jitted(tree_map(lambda h: h[c], hypers), key, arrays) for key in keys]
+            [jitted(tree_map(lambda h: h[c], specs), key, arrays) for key in keys]
             for c in range(n_configs)
         ]
         curves = [np.asarray([[np.asarray(r[i]) for r in row] for row in runs]) for i in range(3)]
@@ -392,9 +394,9 @@ def train_many(
     return TrainResult(evaluation_steps(steps, eval_every), loss, train_acc, test_acc)
 
 
-def stack_hypers(opts: list[KAdam]) -> KAdam:
+def stack_training_specs(opts: list[KAdam]) -> KAdam:
     """`stack_specs` in the training dtype (float32): one spec with a leading config axis."""
-    return hyper_of(stack_specs(opts))
+    return training_spec(stack_specs(opts))
 
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -411,8 +413,8 @@ def switched_off_gradients(
     steps: int, switch_off: int, dims: int, *, scale: float = 1.0, seed: int = 0
 ) -> jnp.ndarray:
     """A gradient sequence of shape ``(steps, dims)``: i.i.d. ``scale·N(0, 1)`` entries for
-    steps ``n <= switch_off`` and exact zeros afterwards (THEORY.md §4's worst practical case:
-    a feature that stops appearing)."""
+    steps ``n <= switch_off`` and exact zeros afterwards: a feature that stops appearing, the
+    worst practical case of theory/stability.md §2 (the update grows by β₁/√β₂ per step)."""
     if not 1 <= switch_off < steps:
         raise ValueError(f"switch_off must be in [1, steps), got {switch_off!r} (steps={steps})")
     noise = scale * jax.random.normal(jax.random.PRNGKey(seed), (steps, dims))
@@ -420,13 +422,14 @@ def switched_off_gradients(
     return jnp.where(on, noise, 0.0)
 
 
-def level_outputs(opt: KAdam, grads: jnp.ndarray) -> np.ndarray:
+def level_outputs(opt: KAdam, grads: ArrayLike) -> np.ndarray:
     """Every level's output ``u⁽ⁱ⁾_n`` of the cascade driven by the sequence ``grads``.
 
     ``grads`` has a leading step axis (``g_1, g_2, …``); the result has shape
     ``(k, steps, *grads.shape[1:])``. Level ``i`` depends only on levels below it, so
     ``u⁽ⁱ⁾`` is the output of the ``i``-level cascade with the first ``i`` of the
-    spec's (β₁, β₂); level 1 is plain Adam with ``(β₁_1, β₂_1)``.
+    spec's (β₁, β₂); level 1 is plain Adam with ``(β₁_1, β₂_1)``. A stable top level bounds
+    ``u⁽ᵏ⁾`` whatever the lower levels do (theory/kadam.md §3).
     """
     grads = jnp.asarray(grads)
     outputs = []
@@ -437,9 +440,9 @@ def level_outputs(opt: KAdam, grads: jnp.ndarray) -> np.ndarray:
 
 
 @jax.jit(static_argnums=0)
-def _drive_cascade(k: int, hyper: KAdam, grads: jnp.ndarray) -> jnp.ndarray:
+def _drive_cascade(k: int, spec: KAdam, grads: jnp.ndarray) -> jnp.ndarray:
     def one_step(state: Any, grad: jnp.ndarray) -> Any:
-        return cascade_step(hyper, state, grad)
+        return cascade_step(spec, state, grad)
 
     return jax.lax.scan(one_step, init_state(k, grads[0]), grads)[1]
 
@@ -511,11 +514,12 @@ def compare_kadam(
 ) -> KAdamComparison:
     """Train ``KAdam(lr, k, b1, b2, weight_decay)`` for every k, normalization choice,
     learning rate and seed (all levels share (β₁, β₂)); seeds and learning rates of one
-    (k, normalize) pair share one compiled program."""
+    (k, normalize) pair share one compiled program. The cascade is theory/kadam.md §1:
+    θ_n = θ_{n-1} - η (u⁽ᵏ⁾_n + λ θ_{n-1})."""
     keys = seed_keys(seed, n_seeds)
     losses, accuracies = [], []
     for k in ks:
-        hypers = stack_hypers(
+        specs = stack_training_specs(
             [KAdam(lr, k=k, b1=b1, b2=b2, weight_decay=weight_decay) for lr in lrs]
         )
         per_norm_loss, per_norm_acc = [], []
@@ -523,7 +527,7 @@ def compare_kadam(
             result = train_many(
                 task.model(norm),
                 task.data,
-                hypers,
+                specs,
                 keys,
                 k=k,
                 steps=steps,
@@ -568,7 +572,9 @@ def phase_accuracy(
     seed: int = 0,
 ) -> PhaseAccuracy:
     """Train AdamW(lr, β₁, β₂, λ) (without normalization layer) at every grid point and seed,
-    as one vmapped call, and keep the final train loss and test accuracy."""
+    as one vmapped call, and keep the final train loss and test accuracy (the stable region
+    β₂ > β₁² of theory/stability.md §1 is compared with it in the ``phase_accuracy``
+    figure)."""
     b1s = np.asarray(b1s, dtype=float)
     b2s = np.asarray(b2s, dtype=float)
     opts = [
@@ -579,7 +585,7 @@ def phase_accuracy(
     result = train_many(
         task.model(False),
         task.data,
-        stack_hypers(opts),
+        stack_training_specs(opts),
         seed_keys(seed, n_seeds),
         k=1,
         steps=steps,

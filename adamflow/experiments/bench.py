@@ -13,8 +13,9 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
 - ``grad_evals``: the flow's gradient evaluations per discrete step at lr = 1e-3.
 - ``phase``: the phase-diagram sweep (`adamflow.phase_diagram`, sparse problem, default
   grid) against a per-point Python loop of jitted ``optax.adam`` steps
-  (`adamflow._phase_baselines.optax_loop_point`, a few points timed and extrapolated to the
-  grid) and against the fused minimal kernel (`adamflow._phase_baselines.minimal_kernel`).
+  (`adamflow.experiments.phase_baselines.optax_loop_point`, a few points timed and
+  extrapolated to the grid) and against the fused minimal kernel
+  (`adamflow.experiments.phase_baselines.minimal_kernel`).
 - ``scaling``: sweep time per cell-step as the grid grows 16² → 32² → 64² and as the steps
   grow 500 → 1000 → 2000.
 - ``corrected_vs_discrete``: the corrected flow at the loosest tolerance that matches the
@@ -30,21 +31,20 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import problems
-from ._discrete import run_discrete
-from ._integrate import integrate
-from ._optimizers import Adam
-from ._phase import DEFAULT_GRID, DEFAULT_RUNS, default_grid, phase_diagram
-from ._phase_baselines import element_steps, minimal_kernel, optax_loop_point
+from .. import Adam, integrate, phase_diagram, problems, run_discrete
+from .._io import atomic_write_json
+from ..phase import DEFAULT_GRID, DEFAULT_RUNS, default_grid
+from ._timing import cold_and_warm, median_time, timed
+from .phase_baselines import element_steps, minimal_kernel, optax_loop_point
 
 
 @dataclass(frozen=True)
@@ -81,32 +81,6 @@ GOALS: dict[str, tuple[str, float]] = {
     "scaling_grid_cost_ratio": ("<=", 1.3),
     "scaling_steps_cost_ratio": ("<=", 1.3),
 }
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls (results blocked on)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cold_and_warm(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """(first call time, median of the following ``repeats`` calls)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start, median_time(fn, repeats)
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    return time.perf_counter() - start, out
 
 
 # ----------------------------------------------------------------------------- problems
@@ -147,11 +121,12 @@ def _same_max(a: np.ndarray, b: np.ndarray, rtol: float = 1e-6) -> bool:
 
 
 def bench_diffrax_vs_scipy(options: BenchOptions) -> dict[str, Any]:
-    """The same leading-order flow (100-d log-cosh loss, rtol 1e-6) on both backends."""
+    """The same leading-order flow (theory/adam.md §4; 100-d log-cosh loss, rtol 1e-6) on
+    both backends: ``diffrax_vs_scipy`` = scipy's warm time / diffrax's."""
     loss, theta0 = _logcosh_problem(100)
     opt = Adam(1e-3)
     steps = 500 if options.quick else 2000
-    kwargs = dict(steps=steps, rtol=1e-6, atol=1e-9, save_steps=[0, steps])
+    kwargs: dict[str, Any] = dict(steps=steps, rtol=1e-6, atol=1e-9, save_steps=[0, steps])
 
     def run(backend: str) -> Callable[[], Any]:
         return lambda: integrate(opt, loss, theta0, backend=backend, **kwargs).theta
@@ -168,21 +143,16 @@ def bench_diffrax_vs_scipy(options: BenchOptions) -> dict[str, Any]:
     }
 
 
-def _available_orders() -> list[str]:
-    from ._integrate import MODELS
-
-    return [order for order in ("leading", "corrected") if order in MODELS]
-
-
 def bench_grad_evals(options: BenchOptions) -> dict[str, Any]:
-    """Vector-field evaluations of the flow per discrete step at lr = 1e-3 (100-d loss,
-    default tolerances). One corrected evaluation is a gradient and a Hessian-vector
+    """Vector-field evaluations of the leading (theory/adam.md §4) and corrected
+    (theory/corrected_flow.md) flows per discrete step at lr = 1e-3 (100-d loss, default
+    tolerances). One corrected evaluation is a gradient and a Hessian-vector
     product (``jax.linearize`` of the gradient)."""
     loss, theta0 = _logcosh_problem(100)
     opt = Adam(1e-3)
     steps = 1000 if options.quick else 5000
     out: dict[str, Any] = {"grad_evals_steps": steps}
-    for order in _available_orders():
+    for order in ("leading", "corrected"):
         flow = integrate(opt, loss, theta0, steps=steps, order=order, save_steps=[0, steps])
         out[f"grad_evals_per_step_{order}"] = flow.stats["grad_evals"] / steps
     disc = run_discrete(opt, loss, theta0, steps, save_every=steps)
@@ -195,8 +165,8 @@ MATCH_RTOL = 1e-4
 
 
 def bench_corrected_vs_discrete(options: BenchOptions) -> dict[str, Any]:
-    r"""The corrected flow at the loosest tolerance that follows the discrete run to
-    `MATCH_RTOL`, against the discrete optimizer itself.
+    r"""The corrected flow (theory/corrected_flow.md) at the loosest tolerance that follows
+    the discrete run to `MATCH_RTOL`, against the discrete optimizer itself.
 
     Adam(lr = 1e-3) on the 100-d log-cosh loss for K steps; tolerances rtol = 10^-3,
     10^-4, … (``atol = 10^-3 rtol``; half decades in full mode) are tried from the loosest
@@ -232,9 +202,6 @@ def bench_corrected_vs_discrete(options: BenchOptions) -> dict[str, Any]:
     }
     leading = integrate(opt, loss, theta0, steps=steps, save_steps=save)
     out["leading_rel_error_default_tol"] = relative_error(leading.theta)
-    if "corrected" not in _available_orders():
-        out["corrected_match_rtol"] = math.nan
-        return out
     tried = []
     for exponent in exponents:
         rtol = float(10.0**-exponent)
@@ -243,7 +210,7 @@ def bench_corrected_vs_discrete(options: BenchOptions) -> dict[str, Any]:
         def corrected(kwargs: dict[str, Any] = kwargs) -> Any:
             return integrate(opt, loss, theta0, **kwargs)
 
-        cold, flow = _timed(corrected)
+        cold, flow = timed(corrected)
         error = relative_error(flow.theta)
         tried.append((rtol, error))
         if error <= MATCH_RTOL:
@@ -308,8 +275,9 @@ def _sweep(problem: problems.Problem, b1s: np.ndarray, b2s: np.ndarray, **kw: An
 
 
 def bench_phase(options: BenchOptions) -> dict[str, Any]:
-    r"""The phase-diagram sweep on the default sparse problem, steps, lr and grid (40 × 40,
-    also with ``--quick``, which only times fewer repeats and optax points) against
+    r"""The phase-diagram sweep (max|u| over a (β₁, β₂) grid, theory/stability.md) on the
+    default sparse problem, steps, lr and grid (40 × 40, also with ``--quick``, which only
+    times fewer repeats and optax points) against
 
     - a per-point Python loop of jitted ``optax.adam`` steps (`optax_loop_point`): a few
       points are timed whole (each jits its own step, as a per-point loop must: β₁ and β₂
@@ -329,23 +297,23 @@ def bench_phase(options: BenchOptions) -> dict[str, Any]:
     work = element_steps(problem, cells, steps)
     repeats = options.repeats
 
-    sweep_cold, diagram = _timed(lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr))
+    sweep_cold, diagram = timed(lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr))
     sweep_warm = median_time(
         lambda: _sweep(problem, b1s, b2s, steps=steps, lr=lr).max_update, repeats
     )
     kernel = minimal_kernel(problem, steps=steps, lr=lr)
-    kernel_cold, kernel_max = _timed(lambda: kernel(flat_b, flat_g))
+    kernel_cold, kernel_max = timed(lambda: kernel(flat_b, flat_g))
     kernel_warm = median_time(lambda: kernel(flat_b, flat_g), repeats)
 
     # The optax loop: a warm-up point (one-time tracing of optax), one 1-step point (the
     # per-point compile), then whole points spread over the grid.
     optax_loop_point(problem, 0.9, 0.999, steps=1, lr=lr)
-    compile_s, _ = _timed(lambda: optax_loop_point(problem, 0.9, 0.99, steps=1, lr=lr))
+    compile_s, _ = timed(lambda: optax_loop_point(problem, 0.9, 0.99, steps=1, lr=lr))
     n_points = 2 if options.quick else 5
     picks = np.linspace(0, cells - 1, n_points).round().astype(int)
     point_times, point_max = [], []
     for index in picks:
-        seconds, largest = _timed(
+        seconds, largest = timed(
             lambda i=index: optax_loop_point(
                 problem, float(flat_b[i]), float(flat_g[i]), steps=steps, lr=lr
             )
@@ -428,7 +396,7 @@ def bench_gpu_scale(options: BenchOptions) -> dict[str, Any]:
         return _sweep(problem, b1s, b2s, steps=steps, lr=lr, chunk_size=chunk).max_update
 
     repeats = 1 if side * side * steps * options.gpu_dim > 1e9 else options.repeats
-    sweep_cold, sweep_max = _timed(sweep)
+    sweep_cold, sweep_max = timed(sweep)
     sweep_warm = median_time(sweep, repeats)
     kernel = minimal_kernel(problem, steps=steps, lr=lr)
 
@@ -440,9 +408,9 @@ def bench_gpu_scale(options: BenchOptions) -> dict[str, Any]:
             ]
         )
 
-    kernel_cold, kernel_max = _timed(kernel_chunks)
+    kernel_cold, kernel_max = timed(kernel_chunks)
     kernel_warm = median_time(kernel_chunks, repeats)
-    point_s, _ = _timed(lambda: optax_loop_point(problem, 0.9, 0.999, steps=steps, lr=lr))
+    point_s, _ = timed(lambda: optax_loop_point(problem, 0.9, 0.999, steps=steps, lr=lr))
     return {
         "gpu_scale_devices": [str(d) for d in jax.devices()],
         "gpu_scale_grid": f"{side}x{side}",
@@ -507,14 +475,19 @@ def run_benchmarks(names: list[str] | None, options: BenchOptions) -> dict[str, 
     }
     sections: dict[str, list[str]] = {}
     for name in chosen:
-        start = time.perf_counter()
-        measured = BENCHMARKS[name](options)
-        measured[f"{name}_bench_s"] = time.perf_counter() - start
+        seconds, measured = timed(lambda name=name: BENCHMARKS[name](options))
+        measured[f"{name}_bench_s"] = seconds
         results.update(measured)
         sections[name] = list(measured)
     results["sections"] = sections
     results["goals"] = goal_status(results)
     return results
+
+
+def save_results(path: str | Path, results: dict[str, Any]) -> Path:
+    """Write `run_benchmarks`' results to ``path`` as JSON, atomically (non-finite numbers
+    as strings)."""
+    return atomic_write_json(path, results)
 
 
 def _shown(value: Any) -> str:
