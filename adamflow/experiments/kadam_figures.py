@@ -126,6 +126,14 @@ def meta_adaptive_experiment(*, quick: bool = False, seed: int = 0) -> FigureDat
         ],
         axis=1,
     )
+    settings = {
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "b1": main_b1,
+        "b2": b2,
+        "batch_size": batch,
+        "steps": steps,
+    }
     data = {
         "problem": problem.name,
         "groups": dyn.groups,
@@ -146,21 +154,11 @@ def meta_adaptive_experiment(*, quick: bool = False, seed: int = 0) -> FigureDat
             name: [sweep[b][name]["norm_sq_over_equilibrium"] for b in sweep_b1s]
             for name in dyn.groups
         },
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "b1": main_b1,
-        "b2": b2,
-        "batch_size": batch,
-        "steps": steps,
+        **settings,
     }
     parameters = {
         "problem": problem.name,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "b1": main_b1,
-        "b2": b2,
-        "batch_size": batch,
-        "steps": steps,
+        **settings,
         "sweep_b1s": list(sweep_b1s),
         "quick": quick,
     }
