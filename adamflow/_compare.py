@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,8 @@ import numpy as np
 from ._discrete import run_discrete
 from ._integrate import integrate
 from ._optimizers import KAdam
-from ._trajectory import PyTree, Trajectory
+from ._trajectory import IntegrationError, PyTree, Trajectory
+from ._validate import check_choice
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,18 @@ def compare(
 @dataclass(frozen=True)
 class OrderFit:
     r"""Errors over learning rates and the fitted order :math:`p` in
-    :math:`\text{error} \approx C\,\eta^p` (least squares on log-log axes)."""
+    :math:`\text{error} \approx C\,\eta^p` (least squares on log-log axes).
+
+    ``refused`` maps each learning rate whose run failed or was refused to the reason; the
+    fit uses the others (``order`` and ``constant`` are ``nan`` when fewer than two remain).
+    """
 
     lrs: np.ndarray
     errors: np.ndarray
     order: float
     constant: float
     label: str = ""
+    refused: dict[float, str] = field(default_factory=dict)
 
 
 def fit_order(lrs: Sequence[float], errors: Sequence[float], label: str = "") -> OrderFit:
@@ -111,24 +117,36 @@ def convergence_order(
 ) -> OrderFit:
     r"""Order :math:`p` of the flow's error against the discrete run at a fixed time
     ``t1``: for each ``lr`` (``t1/lr`` must be an integer), ``error = |θ_K - θ(Kη)|`` at
-    ``K = t1/lr`` (``metric="final"``) or its maximum over the steps (``"max"``)."""
-    if metric not in ("final", "max"):
-        raise ValueError(f"metric must be 'final' or 'max', got {metric!r}")
-    errors = []
+    ``K = t1/lr`` (``metric="final"``) or its maximum over the steps (``"max"``).
+
+    A learning rate whose flow fails (`IntegrationError`) or is refused for that spec
+    (``ValueError``) is kept in ``OrderFit.refused`` with the reason; the others are fitted.
+    """
+    check_choice("metric", metric, ("final", "max"))
+    kept_lrs, errors, refused = [], [], {}
     for lr in lrs:
         steps = round(t1 / lr)
         if steps < 1 or not np.isclose(steps * lr, t1, rtol=1e-9):
             raise ValueError(f"t1/lr must be a positive integer; t1={t1}, lr={lr}")
         spec = opt.replace(lr=lr)
         save_every = steps if metric == "final" else max(1, steps // 50)
-        result = compare(
-            spec, loss, theta0, steps, grad=grad, save_every=save_every, **integrate_kwargs
-        )
+        try:
+            result = compare(
+                spec, loss, theta0, steps, grad=grad, save_every=save_every, **integrate_kwargs
+            )
+        except (IntegrationError, ValueError) as error:
+            refused[float(lr)] = str(error)
+            continue
+        kept_lrs.append(lr)
         errors.append(result.final_error if metric == "final" else result.max_error)
     label = (
         f"{integrate_kwargs.get('order', 'leading')}, {integrate_kwargs.get('convention', 'exact')}"
     )
-    return fit_order(lrs, errors, label)
+    if len(kept_lrs) < 2:
+        nan = float("nan")
+        return OrderFit(np.asarray(kept_lrs), np.asarray(errors), nan, nan, label, refused)
+    fit = fit_order(kept_lrs, errors, label)
+    return OrderFit(fit.lrs, fit.errors, fit.order, fit.constant, label, refused)
 
 
 def compare_orders(
@@ -144,6 +162,8 @@ def compare_orders(
     **integrate_kwargs: Any,
 ) -> dict[str, OrderFit]:
     r"""`convergence_order` for several flow orders side by side: ``{order: OrderFit}``.
+    Every order is returned; learning rates refused for one order are listed in its
+    ``OrderFit.refused``.
 
     Each fit is :math:`\text{error} \approx C\eta^p` over the same ``lrs`` and ``t1``; the
     leading flow has :math:`p \approx 1`, the corrected flow :math:`p \approx 2` where its

@@ -3,7 +3,6 @@ is compared with."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,37 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._gradients import Gradient, first_nonfinite_leaf, prepare
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
 from ._trajectory import PyTree, Trajectory, first_nonfinite_index
 from ._validate import check_int
 
 tree_map = jax.tree_util.tree_map
-
-
-def resolve_grad(
-    loss: Callable[[PyTree], Any] | None, grad: Callable[[PyTree], PyTree] | None
-) -> Callable[[PyTree], PyTree]:
-    """``grad`` if given, else ``jax.grad(loss)``; one of them is required."""
-    if grad is not None:
-        if not callable(grad):
-            raise TypeError(f"grad must be callable, got {type(grad).__name__}")
-        return grad
-    if loss is None or not callable(loss):
-        raise TypeError("loss must be a callable scalar function of the parameters (or pass grad=)")
-    return _cached_grad(loss)
-
-
-@functools.lru_cache(maxsize=128)
-def _cached_grad(loss: Callable[[PyTree], Any]) -> Callable[[PyTree], PyTree]:
-    # The same loss gives the same gradient function, so jit caches keyed on it hit.
-    return jax.grad(loss)
-
-
-def _as_float_tree(theta0: PyTree) -> PyTree:
-    leaves = jax.tree_util.tree_leaves(theta0)
-    if not leaves:
-        raise ValueError("theta0 must contain at least one array")
-    return tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), theta0)
 
 
 def run_discrete(
@@ -52,6 +26,7 @@ def run_discrete(
     *,
     grad: Callable[[PyTree], PyTree] | None = None,
     save_every: int = 1,
+    progress: bool = False,
 ) -> Trajectory:
     r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3,
     theory/kadam.md §1).
@@ -61,20 +36,34 @@ def run_discrete(
     ``optax.adamw`` for ``AdamW`` specs, to round-off.
 
     Saves steps ``0, save_every, 2·save_every, …`` and always the last step. ``grad``
-    (a JAX-traceable function of the parameters) replaces ``jax.grad(loss)``.
-    A run that goes non-finite returns ``success=False`` and names the first such step.
+    replaces ``jax.grad(loss)``: a JAX function runs inside one jitted ``lax.scan``; a
+    NumPy-only callable is called once per step on NumPy arrays (slower, same numbers).
+    ``progress`` shows a bar of steps done (the run then goes block by block, one block per
+    saved step). ``theta0`` must be finite and the gradient must have its structure and
+    shapes (checked before the run). A run that goes non-finite returns ``success=False``
+    and names the first such saved step and parameter leaf.
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
     steps = check_int("steps", steps, 1)
     save_every = check_int("save_every", save_every, 1)
-    grad_fn = resolve_grad(loss, grad)
-    theta0 = _as_float_tree(theta0)
-    saved_states, saved_steps = _run_scan(grad_fn, opt, opt.k, theta0, steps, save_every)
+    gradient = prepare(loss, grad, theta0)
+    if gradient.traceable and not progress:
+        saved_states, saved_steps = _run_scan(
+            gradient.fn, opt, opt.k, gradient.theta0, steps, save_every
+        )
+    else:
+        saved_states, saved_steps = _run_loop(gradient, opt, steps, save_every, progress)
     theta, m, v, u = saved_states
     steps_arr = np.asarray(saved_steps, dtype=np.int64)
     bad = first_nonfinite_index(theta)
-    message = "ok" if bad is None else f"non-finite parameters at step {int(steps_arr[bad])}"
+    message = "ok"
+    if bad is not None:
+        leaf = first_nonfinite_leaf(jax.tree_util.tree_map(lambda x: x[bad], theta))
+        message = (
+            f"non-finite parameters at saved step {int(steps_arr[bad])} (first in {leaf}); "
+            "the gradient or the update u = m̂/(sqrt(v̂)+eps) overflowed or was nan before it"
+        )
     return Trajectory(
         ts=steps_arr * opt.lr,
         steps=steps_arr,
@@ -99,12 +88,59 @@ def _run_scan(
 ) -> tuple[Any, list[int]]:
     """Scan ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start."""
     n_blocks, tail = divmod(steps, save_every)
-    saved_steps = [i * save_every for i in range(n_blocks + 1)] + ([steps] if tail else [])
+    saved_steps = _saved_steps(steps, save_every)
     state0 = init_state(k, theta0)
     record0 = (theta0, state0.m, state0.v, tree_map(jnp.zeros_like, theta0))
     records = _scan_jit(grad_fn, n_blocks, save_every, tail, opt, theta0, state0)
     stacked = tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), record0, records)
     return stacked, saved_steps
+
+
+def _saved_steps(steps: int, save_every: int) -> list[int]:
+    n_blocks, tail = divmod(steps, save_every)
+    return [i * save_every for i in range(n_blocks + 1)] + ([steps] if tail else [])
+
+
+def _one_step(
+    opt: KAdam, grad_fn: Callable[[PyTree], PyTree], carry: tuple[PyTree, CascadeState, PyTree]
+) -> tuple[PyTree, CascadeState, PyTree]:
+    theta, state, _u = carry
+    state, u = cascade_step(opt, state, grad_fn(theta))
+    return parameter_step(opt, theta, u), state, u
+
+
+@jax.jit(static_argnums=(0, 1))
+def _block_jit(grad_fn: Callable[[PyTree], PyTree], length: int, opt: KAdam, carry: Any) -> Any:
+    return jax.lax.scan(lambda c, _: (_one_step(opt, grad_fn, c), None), carry, None, length)[0]
+
+
+@jax.jit
+def _step_with_jit(opt: KAdam, carry: Any, grad: PyTree) -> Any:
+    return _one_step(opt, lambda _theta: grad, carry)
+
+
+def _run_loop(
+    gradient: Gradient, opt: KAdam, steps: int, save_every: int, progress: bool
+) -> tuple[Any, list[int]]:
+    """`_run_scan` block by block from Python: for a progress bar, and for NumPy-only
+    gradients (called on NumPy arrays, one step at a time)."""
+    from tqdm.auto import tqdm
+
+    saved_steps = _saved_steps(steps, save_every)
+    state = init_state(opt.k, gradient.theta0)
+    carry = (gradient.theta0, state, tree_map(jnp.zeros_like, gradient.theta0))
+    records = [(carry[0], carry[1].m, carry[1].v, carry[2])]
+    with tqdm(total=steps, desc="run_discrete", unit="step", disable=not progress) as bar:
+        for start, end in zip(saved_steps[:-1], saved_steps[1:], strict=True):
+            if gradient.traceable:
+                carry = _block_jit(gradient.fn, end - start, opt, carry)
+            else:
+                for _ in range(end - start):
+                    grad = gradient.fn(tree_map(np.asarray, carry[0]))
+                    carry = _step_with_jit(opt, carry, tree_map(jnp.asarray, grad))
+            bar.update(end - start)
+            records.append((carry[0], carry[1].m, carry[1].v, carry[2]))
+    return tree_map(lambda *xs: jnp.stack(xs), *records), saved_steps
 
 
 @jax.jit(static_argnums=(0, 1, 2, 3))
@@ -118,9 +154,7 @@ def _scan_jit(
     state0: CascadeState,
 ) -> Any:
     def one_step(carry: tuple[PyTree, CascadeState, PyTree], _: None) -> Any:
-        theta, state, _u = carry
-        state, u = cascade_step(opt, state, grad_fn(theta))
-        return (parameter_step(opt, theta, u), state, u), None
+        return _one_step(opt, grad_fn, carry), None
 
     def record(carry: Any) -> Any:
         theta, state, u = carry

@@ -10,8 +10,9 @@ import jax
 import numpy as np
 
 from . import _corrected, _flows
-from ._discrete import _as_float_tree, resolve_grad
+from ._diagnose import explain_failure
 from ._flows import FlowModel
+from ._gradients import prepare
 from ._optimizers import KAdam
 from ._rules import JAX_OPS, NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
@@ -27,14 +28,6 @@ MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
     "corrected": _corrected.corrected_model,
 }
 ORDERS = tuple(MODELS)
-
-
-def _is_jax_traceable(grad_fn: Callable[[PyTree], PyTree], theta0: PyTree) -> bool:
-    try:
-        jax.eval_shape(grad_fn, theta0)
-    except Exception:  # any failure to trace means a NumPy-only callable
-        return False
-    return True
 
 
 def _horizon(opt: KAdam, steps: float | None, t1: float | None) -> float:
@@ -140,16 +133,16 @@ def integrate(
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     save_ts = _save_times(opt, t_end, save_steps)
-    grad_fn = resolve_grad(loss, grad)
     model = MODELS[order](opt, convention)  # may refuse specs it cannot integrate, with a reason
-    traceable = _is_jax_traceable(grad_fn, _as_float_tree(theta0))
+    gradient = prepare(loss, grad, theta0)  # finite theta0, grad of matching structure
+    grad_fn, traceable = gradient.fn, gradient.traceable
     backend = _pick_backend(backend, solver, traceable)
     params = _flows.flow_params(opt, convention)
 
     if traceable:
-        theta_start, xp = _as_float_tree(theta0), JAX_OPS
+        theta_start, xp = gradient.theta0, JAX_OPS
     else:  # a NumPy gradient: the scipy backend evaluates the field with NumPy
-        theta_start = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), theta0)
+        theta_start = jax.tree_util.tree_map(np.asarray, gradient.theta0)
         params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
     y0 = model.start(opt, params, theta_start, grad_fn, xp)
     if backend == "diffrax":
@@ -180,10 +173,13 @@ def integrate(
     if success and not all_finite(result.ys):
         success, message = False, "the flow's state became non-finite"
     if not success:
-        message = (
-            f"integrate({opt!r}, order={order!r}, backend={backend!r}) failed: {message}. "
+        cause = explain_failure(model, opt, params, grad_fn, xp, save_ts, result.ys, y0)
+        advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
+        )
+        message = f"integrate({opt!r}, order={order!r}, backend={backend!r}) failed: " + (
+            f"{cause} (the solver said: {message})." if cause else f"{message}. {advice}"
         )
         if throw:
             raise IntegrationError(message)

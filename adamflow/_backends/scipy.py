@@ -104,7 +104,12 @@ def solve(
         jac = jac_np if method in _IMPLICIT else None
 
     max_evals = max_steps * 13  # 13 = DOP853's stages per step, the largest here
-    bar = tqdm(total=float(t1), desc="integrate (scipy)", unit="t", disable=not progress)
+    bar = tqdm(
+        total=float(t1),
+        desc="integrate (scipy)",
+        disable=not progress,
+        bar_format="{desc}: t = {n:.4g} of {total:.4g} |{bar}| {elapsed}<{remaining}",
+    )
     calls = 0
 
     def counted(t: float, y: np.ndarray) -> np.ndarray:
@@ -129,7 +134,7 @@ def solve(
             **options,
         )
         success, message = bool(sol.success), ("ok" if sol.success else str(sol.message))
-        ys_flat = sol.y.T if sol.success else None
+        ys_flat = sol.y.T  # on failure: the saved times reached before it
         nfev, njev = int(sol.nfev), int(sol.njev)
     except _MaxStepsReached:
         success, message = False, f"max_steps={max_steps} reached ({max_evals} field evaluations)"
@@ -137,7 +142,9 @@ def solve(
     finally:
         bar.close()
     if ys_flat is None or ys_flat.shape[0] != len(save_ts):
-        ys_flat = np.full((len(save_ts), flat0.size), np.nan)
+        reached = np.zeros((0, flat0.size)) if ys_flat is None else ys_flat
+        missing = np.full((len(save_ts) - reached.shape[0], flat0.size), np.nan)
+        ys_flat = np.concatenate([reached, missing])
     if numpy_grad:
         rows = [unravel(np.asarray(row)) for row in ys_flat]
         ys = jax.tree_util.tree_map(lambda *r: np.stack(r), *rows)

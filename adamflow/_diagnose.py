@@ -1,0 +1,87 @@
+"""Why a flow failed: the first point where the gradient, the update or the velocity became
+non-finite, instead of a solver's "maximum number of steps reached"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._flows import FlowModel
+from ._gradients import first_nonfinite_leaf
+from ._optimizers import KAdam
+from ._rules import JAX_OPS
+from ._trajectory import PyTree, first_nonfinite_index
+
+#: Explicit Euler probes between the last finite saved point and the next one.
+PROBES = 1000
+
+
+def explain_failure(
+    model: FlowModel,
+    opt: KAdam,
+    params: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any,
+    ts: np.ndarray,
+    ys: Any,
+    y0: Any,
+) -> str | None:
+    """The first non-finite quantity (state, gradient, update u, velocity) along a failed
+    path, with its time and step: checked at the last finite saved state (or ``y0``), then at
+    `PROBES`
+    explicit Euler points up to the next saved time. ``None`` when everything stays finite
+    there (the solver failed for another reason)."""
+
+    def gradient(t: Any, y: Any) -> Any:
+        return grad_fn(model.theta(y))
+
+    def update(t: Any, y: Any) -> Any:
+        return model.update(t, y, params, grad_fn, xp)
+
+    def velocity(t: Any, y: Any) -> Any:
+        return model.field(t, y, params, grad_fn, xp)
+
+    def euler(t: Any, y: Any, h: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a, b: a + h * b, y, velocity(t, y))
+
+    if xp is JAX_OPS:  # compile each once: up to PROBES evaluations follow
+        gradient, update, velocity, euler = (
+            jax.jit(f) for f in (gradient, update, velocity, euler)
+        )
+    checks = (
+        ("the gradient", gradient),
+        ("the update u = m̂/(sqrt(v̂)+eps)", update),
+        ("the flow's velocity", velocity),
+    )
+    bad = first_nonfinite_index(ys)
+    last = len(ts) - 1 if bad is None else max(bad - 1, 0)
+    t, t_next = float(ts[last]), float(ts[min(last + 1, len(ts) - 1)])
+    # A solve that fails before its first save leaves no saved state: start from y0.
+    y = y0 if bad == 0 else jax.tree_util.tree_map(lambda x: x[last], ys)
+    h = (t_next - t) / PROBES
+    for _ in range(PROBES + 1):
+        found = None
+        leaf = first_nonfinite_leaf(y)
+        if leaf is not None:
+            found = ("the flow's state", leaf)
+        for name, function in checks:
+            if found is None:
+                leaf = first_nonfinite_leaf(function(t, y))
+                found = None if leaf is None else (name, leaf)
+        if found is not None:
+            name, leaf = found
+            hint = ""
+            if name.startswith("the update") and opt.eps == 0:
+                hint = "; eps=0 gives 0/0 where a gradient and its second moment vanish"
+            return (
+                f"{name} became non-finite at t = {t:.6g} (step {t / opt.lr:.6g}), "
+                f"first in {leaf}{hint}"
+            )
+        if h <= 0:
+            return None
+        y = euler(t, y, h)
+        t += h
+    return None

@@ -1,0 +1,108 @@
+"""The gradient a run uses, and the checks made once before any run: a finite starting
+point, and a gradient whose structure and shapes match the parameters. A mismatch is named
+here instead of failing deep inside JAX or a solver."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._trajectory import PyTree
+
+tree_map = jax.tree_util.tree_map
+
+
+class Gradient(NamedTuple):
+    """The gradient function of a run, its starting point as float arrays, and whether the
+    function is JAX-traceable (else it is called on NumPy arrays, outside JAX)."""
+
+    fn: Callable[[PyTree], PyTree]
+    theta0: PyTree
+    traceable: bool
+
+
+def resolve_grad(
+    loss: Callable[[PyTree], Any] | None, grad: Callable[[PyTree], PyTree] | None
+) -> Callable[[PyTree], PyTree]:
+    """``grad`` if given, else ``jax.grad(loss)``; one of them is required."""
+    if grad is not None:
+        if not callable(grad):
+            raise TypeError(f"grad must be callable, got {type(grad).__name__}")
+        return grad
+    if loss is None or not callable(loss):
+        raise TypeError("loss must be a callable scalar function of the parameters (or pass grad=)")
+    return _cached_grad(loss)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_grad(loss: Callable[[PyTree], Any]) -> Callable[[PyTree], PyTree]:
+    # The same loss gives the same gradient function, so jit caches keyed on it hit.
+    return jax.grad(loss)
+
+
+def as_float_tree(theta0: PyTree) -> PyTree:
+    """``theta0`` with every leaf a float array (float64 under x64); it must be non-empty and
+    finite."""
+    leaves = jax.tree_util.tree_leaves(theta0)
+    if not leaves:
+        raise ValueError("theta0 must contain at least one array")
+    theta = tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), theta0)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(theta):
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            where = jax.tree_util.keystr(path) or "(the array)"
+            raise ValueError(f"theta0 must be finite; {where} holds nan or inf")
+    return theta
+
+
+def _describe(tree: PyTree) -> str:
+    pairs = [
+        f"{jax.tree_util.keystr(path) or '(array)'}: {tuple(np.shape(leaf))}"
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    ]
+    return "{" + ", ".join(pairs) + "}"
+
+
+def check_grad_output(theta: PyTree, grad_out: PyTree) -> None:
+    """Raise ``ValueError`` naming ``grad`` unless ``grad_out`` has the structure and leaf
+    shapes of ``theta``."""
+    same_structure = jax.tree_util.tree_structure(grad_out) == jax.tree_util.tree_structure(theta)
+    same_shapes = same_structure and all(
+        np.shape(g) == np.shape(p)
+        for g, p in zip(jax.tree_util.tree_leaves(grad_out), jax.tree_util.tree_leaves(theta))
+    )
+    if not same_shapes:
+        raise ValueError(
+            "grad must return a PyTree with the structure and shapes of the parameters: "
+            f"expected {_describe(theta)}, got {_describe(grad_out)}"
+        )
+
+
+def prepare(
+    loss: Callable[[PyTree], Any] | None, grad: Callable[[PyTree], PyTree] | None, theta0: PyTree
+) -> Gradient:
+    """The run's `Gradient`: resolve it, check ``theta0`` is finite, and check once that the
+    gradient of ``theta0`` has its structure and shapes. A callable that JAX cannot trace
+    (NumPy code) is called once on NumPy arrays instead."""
+    fn = resolve_grad(loss, grad)
+    theta = as_float_tree(theta0)
+    try:
+        shapes = jax.eval_shape(fn, theta)
+    except Exception:  # any failure to trace means a NumPy-only callable
+        theta_np = tree_map(np.asarray, theta)
+        check_grad_output(theta_np, fn(theta_np))
+        return Gradient(fn, theta, traceable=False)
+    check_grad_output(theta, shapes)
+    return Gradient(fn, theta, traceable=True)
+
+
+def first_nonfinite_leaf(tree: PyTree) -> str | None:
+    """The path of the first leaf of ``tree`` holding nan or inf, else ``None``."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            return jax.tree_util.keystr(path) or "(the array)"
+    return None
