@@ -65,7 +65,7 @@ def run_discrete(
             "the gradient or the update u = m̂/(sqrt(v̂)+eps) overflowed or was nan before it"
         )
     return Trajectory(
-        ts=steps_arr * opt.lr,
+        ts=step_times(opt, steps_arr),
         steps=steps_arr,
         theta=theta,
         m=m,
@@ -96,6 +96,18 @@ def _run_scan(
     return stacked, saved_steps
 
 
+def step_times(opt: KAdam, steps: np.ndarray) -> np.ndarray:
+    r"""Times :math:`t_n = \sum_{i<n} \eta_i` of the steps ``n`` (``n·lr`` for a constant
+    lr); fractional steps are interpolated linearly."""
+    steps = np.asarray(steps, dtype=float)
+    if opt.schedule is None:
+        return steps * opt.lr
+    last = int(np.ceil(steps.max())) if steps.size else 0
+    etas = np.asarray(jax.vmap(opt.schedule)(jnp.arange(last)), dtype=float).reshape(-1)
+    grid = np.concatenate([[0.0], np.cumsum(etas)])
+    return np.interp(steps, np.arange(last + 1), grid)
+
+
 def _saved_steps(steps: int, save_every: int) -> list[int]:
     n_blocks, tail = divmod(steps, save_every)
     return [i * save_every for i in range(n_blocks + 1)] + ([steps] if tail else [])
@@ -105,8 +117,9 @@ def _one_step(
     opt: KAdam, grad_fn: Callable[[PyTree], PyTree], carry: tuple[PyTree, CascadeState, PyTree]
 ) -> tuple[PyTree, CascadeState, PyTree]:
     theta, state, _u = carry
+    count = state.count  # updates before this one: the schedule's argument
     state, u = cascade_step(opt, state, grad_fn(theta))
-    return parameter_step(opt, theta, u), state, u
+    return parameter_step(opt, theta, u, count), state, u
 
 
 @jax.jit(static_argnums=(0, 1))

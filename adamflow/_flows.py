@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.tree_util import Partial
 
 from . import _rules
 from ._optimizers import KAdam
@@ -173,3 +174,24 @@ LEADING = FlowModel(
     moments=_leading_moments,
     validity=_no_validity,
 )
+
+
+def _scheduled_field(
+    schedule: Callable[[Any], Any],
+    base_field: Callable[..., FlowState],
+    s: Any,
+    y: FlowState,
+    params: FlowParams,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any,
+) -> FlowState:
+    rates = base_field(s, y, params, grad_fn, xp)
+    lr = schedule(s)
+    return rates._replace(theta=tree_map(lambda d: lr * d, rates.theta))
+
+
+def with_schedule(model: FlowModel, schedule: Callable[[Any], Any]) -> FlowModel:
+    r"""``model`` in step units with an lr schedule η(s) (its params built with lr = 1): the
+    same moment rates per step, and :math:`d\theta/ds = \eta(s)\,d\theta/dt`
+    (theory/adam.md §4 with :math:`dt = \eta(s)\,ds`)."""
+    return model._replace(field=Partial(_scheduled_field, schedule, model.field))

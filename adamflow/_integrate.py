@@ -11,12 +11,13 @@ import numpy as np
 
 from . import _corrected, _flows
 from ._diagnose import explain_failure
+from ._discrete import step_times
 from ._flows import FlowModel
 from ._gradients import prepare
 from ._optimizers import KAdam
 from ._rules import JAX_OPS, NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
-from ._validate import check_choice, check_positive
+from ._validate import check_choice, check_int, check_positive
 
 CONVENTIONS = ("exact", "euler")
 BACKENDS = ("auto", "diffrax", "scipy")
@@ -28,6 +29,19 @@ MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
     "corrected": _corrected.corrected_model,
 }
 ORDERS = tuple(MODELS)
+
+
+def _step_clock(opt: KAdam, order: str, steps: float | None) -> KAdam:
+    """The spec in step units (lr = 1) for a flow with an lr schedule, which is integrated in
+    the step count s: ``dθ/ds = -η(s)(u + λθ)``, moments at ``ln(1/β)`` per step."""
+    if order != "leading":
+        raise ValueError(
+            f"order={order!r} needs a constant lr; a spec with an lr schedule is integrated "
+            "at order='leading'"
+        )
+    if steps is None:
+        raise ValueError("with an lr schedule give steps= (t1 = Σ η_i is not a horizon here)")
+    return opt.replace(lr=1.0)
 
 
 def _horizon(opt: KAdam, steps: float | None, t1: float | None) -> float:
@@ -117,6 +131,12 @@ def integrate(
     rtol, atol : the adaptive step's tolerances.
     save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
+
+    With an lr schedule (``opt.lr`` a function of the update count), the flow is integrated
+    in the step count s (t = Σ_{i<n} η_i at step n; theory/adam.md §1 rates per step):
+    ``dθ/ds = -η(s)(u⁽ᵏ⁾ + λθ)``, ``dm_i/ds = ln(1/β₁,ᵢ)(u⁽ⁱ⁻¹⁾ - m_i)``, likewise v_i,
+    bias corrections ``1 - β^s``; ``order="leading"`` and ``steps=`` only. Its error against
+    the discrete run is O(η) as the schedule is scaled down.
     max_steps : the most solver steps before giving up.
     throw : raise `IntegrationError` on failure (default); else return
         ``success=False`` with the reason in ``message``.
@@ -127,24 +147,28 @@ def integrate(
     order = check_choice("order", order, ORDERS)
     convention = check_choice("convention", convention, CONVENTIONS)
     backend = check_choice("backend", backend, BACKENDS)
-    t_end = _horizon(opt, steps, t1)
+    # The clock: time t = n·lr for a constant lr; with a schedule, the step count s itself
+    # (a spec with lr = 1), and t = Σ η_i is reported in the Trajectory.
+    clock = opt if opt.schedule is None else _step_clock(opt, order, steps)
+    t_end = _horizon(clock, steps, t1)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol, allow_zero=True)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    save_ts = _save_times(opt, t_end, save_steps)
-    model = MODELS[order](opt, convention)  # may refuse specs it cannot integrate, with a reason
+    max_steps = check_int("max_steps", max_steps, 1)
+    save_ts = _save_times(clock, t_end, save_steps)
+    model = MODELS[order](clock, convention)  # may refuse specs it cannot integrate, with why
+    if opt.schedule is not None:
+        model = _flows.with_schedule(model, opt.schedule)
     gradient = prepare(loss, grad, theta0)  # finite theta0, grad of matching structure
     grad_fn, traceable = gradient.fn, gradient.traceable
     backend = _pick_backend(backend, solver, traceable)
-    params = _flows.flow_params(opt, convention)
+    params = _flows.flow_params(clock, convention)
 
     if traceable:
         theta_start, xp = gradient.theta0, JAX_OPS
     else:  # a NumPy gradient: the scipy backend evaluates the field with NumPy
         theta_start = jax.tree_util.tree_map(np.asarray, gradient.theta0)
         params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
-    y0 = model.start(opt, params, theta_start, grad_fn, xp)
+    y0 = model.start(clock, params, theta_start, grad_fn, xp)
     if backend == "diffrax":
         from ._backends import diffrax as backend_mod
 
@@ -173,7 +197,7 @@ def integrate(
     if success and not all_finite(result.ys):
         success, message = False, "the flow's state became non-finite"
     if not success:
-        cause = explain_failure(model, opt, params, grad_fn, xp, save_ts, result.ys, y0)
+        cause = explain_failure(model, clock, params, grad_fn, xp, save_ts, result.ys, y0)
         advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
@@ -184,10 +208,10 @@ def integrate(
         if throw:
             raise IntegrationError(message)
     m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
-    validity = model.validity(opt, params, save_ts, result.ys, grad_fn)
+    validity = model.validity(clock, params, save_ts, result.ys, grad_fn)
     return Trajectory(
-        ts=save_ts,
-        steps=save_ts / opt.lr,
+        ts=step_times(opt, save_ts / clock.lr),
+        steps=save_ts / clock.lr,
         theta=theta,
         m=m,
         v=v,

@@ -8,12 +8,13 @@ continuous-time flow and the symbolic form are all read off this one spec.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _rules
 from ._trajectory import PyTree
@@ -42,7 +43,10 @@ class KAdam:
 
     Parameters
     ----------
-    lr : learning rate η, finite and > 0.
+    lr : learning rate η, finite and > 0; or a schedule ``lr(count) -> η`` (an optax schedule:
+        the update after ``count`` earlier ones uses ``lr(count)``). A schedule runs in
+        `run_discrete`, `as_optax` and `integrate(order="leading")`, in time
+        :math:`t_n = \sum_{i<n} \eta_i`.
     k : number of levels, an integer >= 1 (k = 1 is Adam).
     b1, b2 : first/second-moment factors in [0, 1); a scalar shared by all levels or a
         sequence of length k (level 1 first, the one fed by the gradient).
@@ -65,7 +69,10 @@ class KAdam:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         k = int(self.k)
         object.__setattr__(self, "k", k)
-        object.__setattr__(self, "lr", check_positive("lr", self.lr))
+        if callable(self.lr):  # a schedule: check its first value, keep the function
+            check_positive("lr(0)", np.asarray(self.lr(0)).item())
+        else:
+            object.__setattr__(self, "lr", check_positive("lr", self.lr))
         b1s = check_levels("b1", self.b1, k)
         b2s = check_levels("b2", self.b2, k)
         # Store scalars when all levels share a value, so reprs stay readable.
@@ -77,10 +84,18 @@ class KAdam:
         )
 
     # A spec is a JAX pytree: its numbers are leaves (so jit/vmap trace them and a grid of
-    # specs is one spec with stacked leaves), ``k`` and ``name`` are static. Unflattening
-    # bypasses validation, as traced or stacked leaves cannot be checked one by one.
-    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[int, str]]:
-        return (self.lr, self.b1s, self.b2s, self.eps, self.weight_decay), (self.k, self.name)
+    # specs is one spec with stacked leaves); ``k``, ``name`` and an lr schedule are static.
+    # Unflattening bypasses validation, as traced or stacked leaves cannot be checked.
+    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[int, str, Any]]:
+        schedule = self.schedule
+        lr_leaf = None if schedule is not None else self.lr
+        leaves = (lr_leaf, self.b1s, self.b2s, self.eps, self.weight_decay)
+        return leaves, (self.k, self.name, schedule)
+
+    @property
+    def schedule(self) -> Callable[[Any], Any] | None:
+        """The lr schedule ``count -> η``, or ``None`` for a constant lr."""
+        return self.lr if callable(self.lr) else None
 
     def _key(self) -> tuple[Any, ...]:
         return (self.k, self.lr, self.b1s, self.b2s, self.eps, self.weight_decay)
@@ -93,12 +108,14 @@ class KAdam:
         return hash(self._key())
 
     @classmethod
-    def tree_unflatten(cls, aux: tuple[int, str], leaves: Sequence[Any]) -> KAdam:
+    def tree_unflatten(cls, aux: tuple[int, str, Any], leaves: Sequence[Any]) -> KAdam:
         spec = object.__new__(cls)
         for name, value in zip(("lr", "b1", "b2", "eps", "weight_decay"), leaves, strict=True):
             object.__setattr__(spec, name, value)
         object.__setattr__(spec, "k", aux[0])
         object.__setattr__(spec, "name", aux[1])
+        if aux[2] is not None:
+            object.__setattr__(spec, "lr", aux[2])
         return spec
 
     @property
@@ -225,10 +242,22 @@ def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[Cascade
     return CascadeState(n, tuple(new_m), tuple(new_v)), drive
 
 
-def parameter_step(opt: KAdam, theta: PyTree, update: PyTree) -> PyTree:
-    r""":math:`\theta_n = \theta_{n-1} - \eta (u_n + \lambda \theta_{n-1})`."""
+def step_size(opt: KAdam, count: Any = None) -> Any:
+    r"""The step :math:`\eta_n` of the update that follows ``count`` earlier ones: the
+    constant lr, or ``lr(count)`` for a schedule (optax's convention)."""
+    if opt.schedule is None:
+        return opt.lr
+    if count is None:
+        raise TypeError("this spec's lr is a schedule: pass the update count to get its step")
+    return opt.schedule(count)
+
+
+def parameter_step(opt: KAdam, theta: PyTree, update: PyTree, count: Any = None) -> PyTree:
+    r""":math:`\theta_n = \theta_{n-1} - \eta_n (u_n + \lambda \theta_{n-1})`, with
+    :math:`\eta_n` = `step_size` ``(opt, count)`` (``count`` = n - 1, needed for a schedule)."""
+    lr = step_size(opt, count)
     return tree_map(
-        lambda p, u: p + opt.lr * _rules.parameter_velocity(u, p, opt.weight_decay),
+        lambda p, u: p + lr * _rules.parameter_velocity(u, p, opt.weight_decay),
         theta,
         update,
     )
@@ -252,9 +281,10 @@ def as_optax(opt: KAdam) -> optax.GradientTransformation:
             if opt.weight_decay > 0:
                 raise ValueError("params must be given to update() when weight_decay > 0")
             params = tree_map(jnp.zeros_like, updates)
+        lr = step_size(opt, state.count)
         new_state, u = cascade_step(opt, state, updates)
         delta = tree_map(
-            lambda u, p, g: (opt.lr * _rules.parameter_velocity(u, p, opt.weight_decay)).astype(
+            lambda u, p, g: (lr * _rules.parameter_velocity(u, p, opt.weight_decay)).astype(
                 g.dtype
             ),
             u,
