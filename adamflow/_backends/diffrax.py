@@ -38,6 +38,22 @@ def make_solver(solver: Any) -> diffrax.AbstractSolver:
     raise TypeError(f"solver must be None, a name or a diffrax solver, got {solver!r}")
 
 
+class _LabelledProgressMeter(diffrax.TqdmProgressMeter):
+    """diffrax's tqdm meter, labelled with what it measures (its bar is the share of the
+    time span [0, t1] solved). Overrides the meter's bar factory; if diffrax renames that
+    hook, the unlabelled bar is shown instead."""
+
+    @staticmethod
+    def _init_bar() -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=100,
+            desc="integrate (diffrax)",
+            bar_format="{desc}: {n:.1f}% of [0, t1] |{bar}| {elapsed}<{remaining}",
+        )
+
+
 def grad_evals_per_step(solver: diffrax.AbstractSolver) -> int | None:
     """New vector-field evaluations per step of an explicit Runge-Kutta solver (FSAL aware);
     ``None`` for implicit solvers, whose Newton iterations are not counted."""
@@ -96,7 +112,7 @@ def solve(
 ) -> SolveResult:
     """Integrate ``model`` from 0 to ``t1`` with an adaptive step (PID controller)."""
     solver = make_solver(solver)
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    meter = _LabelledProgressMeter() if progress else diffrax.NoProgressMeter()
     params = jax.tree_util.tree_map(jnp.asarray, params)
     ys, us, stats, result = _solve(
         model,
