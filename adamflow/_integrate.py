@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _corrected, _flows
+from . import _corrected, _flows, _paper
 from ._diagnose import explain_failure
 from ._discrete import step_times
 from ._flows import FlowModel
@@ -19,7 +19,7 @@ from ._rules import JAX_OPS, NUMPY_OPS
 from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
 from ._validate import check_choice, check_int, check_positive
 
-CONVENTIONS = ("exact", "euler")
+CONVENTIONS = ("exact", "euler", "paper")
 BACKENDS = ("auto", "diffrax", "scipy")
 
 #: Flow models by ``order``: ``MODELS[order](opt, convention)`` returns the `FlowModel`, or
@@ -27,6 +27,7 @@ BACKENDS = ("auto", "diffrax", "scipy")
 MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
     "leading": lambda opt, convention: _flows.LEADING,
     "corrected": _corrected.corrected_model,
+    "paper": _paper.paper_model,
 }
 ORDERS = tuple(MODELS)
 
@@ -119,9 +120,12 @@ def integrate(
     grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
     steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
-    order : ``"leading"`` or ``"corrected"`` (the first-order corrected flow,
-        theory/corrected_flow.md §1).
-    convention : ``"exact"`` (default) or ``"euler"`` moment rates.
+    order : ``"leading"``, ``"corrected"`` (the first-order corrected flow,
+        theory/corrected_flow.md §1) or ``"paper"`` (the paper's second-order parameter
+        equation θ̇ + (η/2)θ̈ = -(u + λθ), θ̇(0) = -(u(0) + λθ₀); see `adamflow._paper`).
+    convention : moment rates: ``"exact"`` (default, a = ln(1/β₁)/η), ``"euler"``
+        (a = (1-β₁)/η) or ``"paper"`` (the paper's backward rates a = (1-β₁)/(β₁η)).
+        The paper's own model is ``order="paper", convention="paper"``.
     backend : ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
         ``"scipy"``.
     solver : diffrax: ``None`` (Tsit5), a name (``"tsit5"``, ``"dopri5"``, ``"dopri8"``,

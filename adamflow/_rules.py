@@ -87,11 +87,14 @@ def moment_rate(factor: Any, lr: Any, convention: str, xp: Any = JAX_OPS) -> Any
 
     ``"exact"``: :math:`a = \ln(1/\beta)/\eta`, so :math:`e^{-a t} = \beta^n` at
     :math:`t = n\eta` (the default). ``"euler"``: :math:`a = (1-\beta)/\eta`, the
-    first-order expansion. ``factor = 0`` gives ``inf`` in the exact convention. Works on
-    arrays and traced values.
+    first-order expansion. ``"paper"``: :math:`a = (1-\beta)/(\beta\eta)`, the paper's
+    backward expansion (reconstructed). ``factor = 0`` gives ``inf`` in the exact and paper
+    conventions. Works on arrays and traced values.
     """
     if convention == "exact":
         return decay_per_step(factor, xp) / lr
     if convention == "euler":
         return (1.0 - factor) / lr
-    raise ValueError(f"convention must be 'exact' or 'euler', got {convention!r}")
+    if convention == "paper":  # backward expansion m_{n-1} = m - eta*mdot; inf for factor 0
+        return (1.0 - factor) / (factor * lr)
+    raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")

@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from ._rules import NUMPY_OPS, decay_per_step
-from ._validate import check_array, check_int
+from ._rules import NUMPY_OPS, moment_rate
+from ._validate import check_array, check_choice, check_int
 
 __all__ = [
     "eps_capped_amplification",
     "growth_rate",
     "is_stable",
     "log_growth",
+    "paper_criterion",
     "update_bound",
 ]
 
@@ -47,10 +48,19 @@ def _b1_b2(b1: Any, b2: Any) -> tuple[np.ndarray, np.ndarray]:
     return b1, b2
 
 
-def is_stable(b1: Any, b2: Any) -> Any:
-    r"""Whether the update is bounded for every gradient sequence: :math:`\beta_2 > \beta_1^2`
-    (or :math:`\beta_1 = 0`)."""
+CONVENTIONS = ("exact", "euler", "paper")
+
+
+def is_stable(b1: Any, b2: Any, convention: str = "exact") -> Any:
+    r"""Whether the update is bounded (theory/stability.md §1). ``"exact"`` (the discrete
+    optimizer's): :math:`\beta_2 > \beta_1^2` or :math:`\beta_1 = 0`. ``"euler"`` and
+    ``"paper"``: the continuous condition :math:`b < 2a` under that convention's rates,
+    :math:`\beta_2 > 2\beta_1 - 1` and :math:`\beta_2 > \beta_1/(2-\beta_1)` (the paper's
+    :math:`C > 0`); :math:`\beta_1 = 0` is bounded in every convention."""
+    check_choice("convention", convention, CONVENTIONS)
     b1, b2 = _b1_b2(b1, b2)
+    if convention != "exact":  # b1 = 0: no memory in m, |u| <= 1 whatever b2 (as exact)
+        return _result((np.asarray(log_growth(b1, b2, convention)) < 0.0) | (b1 == 0.0))
     return _result((b2 > b1**2) | (b1 == 0.0))
 
 
@@ -80,23 +90,36 @@ def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
     return _result(scale * np.sqrt(series))
 
 
-def log_growth(b1: Any, b2: Any) -> Any:
+def log_growth(b1: Any, b2: Any, convention: str = "exact") -> Any:
     r"""Signed per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
-    negligible, bias corrections settled): :math:`\ln(\beta_1/\sqrt{\beta_2}) =
-    \tfrac12\ln(1/\beta_2) - \ln(1/\beta_1)` -- growth where :math:`\beta_2 < \beta_1^2`,
-    decay elsewhere (theory/stability.md §1). ``nan`` at ``b1 = b2 = 0``."""
+    negligible, bias corrections settled): :math:`(b/2 - a)\eta` with the convention's
+    rates (theory/stability.md §1). ``"exact"`` (what the discrete optimizer does):
+    :math:`\ln(\beta_1/\sqrt{\beta_2}) = \tfrac12\ln(1/\beta_2) - \ln(1/\beta_1)`;
+    ``"euler"``: :math:`((1-\beta_2) - 2(1-\beta_1))/2`; ``"paper"``: :math:`-C/2`
+    (`paper_criterion`). Growth where positive. ``nan`` at ``b1 = b2 = 0``."""
+    check_choice("convention", convention, CONVENTIONS)
     b1, b2 = _b1_b2(b1, b2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = 0.5 * decay_per_step(b2, NUMPY_OPS) - decay_per_step(b1, NUMPY_OPS)
+        rate_b = moment_rate(b2, 1.0, convention, NUMPY_OPS)
+        rate = 0.5 * rate_b - moment_rate(b1, 1.0, convention, NUMPY_OPS)
     return _result(rate)
 
 
-def growth_rate(b1: Any, b2: Any) -> Any:
-    r"""Per-step log growth of the bound, :math:`\max(0, \ln(\beta_1/\sqrt\beta_2))`
-    (`log_growth` clipped at 0): zero in the stable region, ``inf`` for ``b2 = 0 < b1``. In
-    time :math:`t = n\eta` the rate is this divided by η, :math:`b/2 - a` in the exact-decay
-    convention (theory/stability.md §1)."""
-    rate = np.asarray(log_growth(b1, b2))
+def paper_criterion(b1: Any, b2: Any) -> Any:
+    r"""The paper's stability quantity :math:`C = 2(1-\beta_1)/\beta_1 - (1-\beta_2)/\beta_2`
+    (its Eq. 6 in Adam's letters; theory/stability.md §1): bounded updates for :math:`C > 0`
+    and growth by :math:`|C|/2` per step for :math:`C < 0` in its model. It is
+    :math:`-2` `log_growth` ``(b1, b2, "paper")``."""
+    return _result(-2.0 * np.asarray(log_growth(b1, b2, "paper")))
+
+
+def growth_rate(b1: Any, b2: Any, convention: str = "exact") -> Any:
+    r"""Per-step log growth of the bound, `log_growth` clipped at 0
+    (:math:`\max(0, \ln(\beta_1/\sqrt\beta_2))` in the default ``"exact"`` convention,
+    :math:`\max(0, -C/2)` in ``"paper"``): zero in the stable region, ``inf`` for
+    ``b2 = 0 < b1``. In time :math:`t = n\eta` the rate is this divided by η,
+    :math:`b/2 - a` (theory/stability.md §1)."""
+    rate = np.asarray(log_growth(b1, b2, convention))
     return _result(np.where(np.isnan(rate) | (rate < 0.0), 0.0, rate))
 
 

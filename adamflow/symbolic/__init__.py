@@ -50,8 +50,10 @@ from ._scale import scale_invariance as scale_invariance
 from ._stability import amplification as amplification
 from ._stability import eps_capped_amplification as eps_capped_amplification
 from ._stability import growth_factor as growth_factor
+from ._stability import growth_per_step as growth_per_step
 from ._stability import kadam_levels as kadam_levels
 from ._stability import level_conditions as level_conditions
+from ._stability import paper_criterion as paper_criterion
 from ._stability import stability as stability
 from ._stability import stability_condition as stability_condition
 from ._stability import update_bound as update_bound
@@ -74,11 +76,13 @@ __all__ = [
     "discrete_step_function",
     "eps_capped_amplification",
     "growth_factor",
+    "growth_per_step",
     "kadam_levels",
     "lag_functions",
     "leading_field_function",
     "leading_flow",
     "level_conditions",
+    "paper_criterion",
     "memory_kernel",
     "moment_rate",
     "moment_rates",

@@ -48,7 +48,15 @@ def moment_rates() -> Derivation:
     first_order = sp.series(decay_per_step, eta, 0, 2).removeO()
     a_euler = expr(sp.solve(sp.Eq(first_order, b1), a_real)[0])
     log_series = sp.series(_rules.decay_per_step(b1, SYMPY_OPS), b1, 1, 3)
-    b_exact, b_euler = a_exact.subs(b1, b2), a_euler.subs(b1, b2)
+    # The paper's (backward) rate: m_{n-1} = m(t - eta) ~ m - eta*mdot in the EMA with
+    # m_n = m(t), solved for mdot = a (g - m).
+    m, mdot = real("m"), real("mdot")
+    backward = eq(m, b1 * (m - eta * mdot) + (1 - b1) * g)
+    mdot_backward = expr(sp.solve(backward, mdot)[0])
+    a_paper = expr(sp.factor(sp.cancel(mdot_backward / (g - m))))
+    if sp.simplify(mdot_backward - _rules.ema_increment(m, g, a_paper)) != 0:
+        raise RuntimeError("the backward expansion is not a relaxation towards g")
+    b_exact, b_euler, b_paper = a_exact.subs(b1, b2), a_euler.subs(b1, b2), a_paper.subs(b1, b2)
     steps = (
         Step(
             "The discrete moment is an exponential moving average (`_rules.ema_increment`). "
@@ -80,8 +88,21 @@ def moment_rates() -> Derivation:
             "The two conventions agree to first order in $1-\\beta_1$; the exact rate is larger:",
             (eq(_rules.decay_per_step(b1, SYMPY_OPS), log_series),),
         ),
+        Step(
+            "The paper's convention (its reconstructed rates) expands the previous moment "
+            "backwards, $m_{n-1} = m(t-\\eta) \\approx m - \\eta\\dot m$, in the EMA and "
+            "solves for $\\dot m$; the rate is $a$ of $\\dot m = a(g - m)$:",
+            (backward, (eq(sp.Symbol("a"), a_paper), eq(sp.Symbol("b"), b_paper))),
+        ),
     )
-    results = {"a_exact": a_exact, "a_euler": a_euler, "b_exact": b_exact, "b_euler": b_euler}
+    results = {
+        "a_exact": a_exact,
+        "a_euler": a_euler,
+        "a_paper": a_paper,
+        "b_exact": b_exact,
+        "b_euler": b_euler,
+        "b_paper": b_paper,
+    }
     return Derivation(
         "moment_rates", "Moment rates from the decay condition", steps, plain(results)
     )
@@ -89,10 +110,11 @@ def moment_rates() -> Derivation:
 
 def moment_rate(convention: str = "exact", moment: str = "first") -> sp.Expr:
     r"""The rate as an expression in ``beta_1`` (``moment="first"``: :math:`a`) or ``beta_2``
-    (``"second"``: :math:`b`) and ``eta``: :math:`\ln(1/\beta_1)/\eta` (``"exact"``) or
-    :math:`(1-\beta_1)/\eta` (``"euler"``) (theory/adam.md §1)."""
-    if convention not in ("exact", "euler"):
-        raise ValueError(f"convention must be 'exact' or 'euler', got {convention!r}")
+    (``"second"``: :math:`b`) and ``eta``: :math:`\ln(1/\beta_1)/\eta` (``"exact"``),
+    :math:`(1-\beta_1)/\eta` (``"euler"``) or the paper's backward rate
+    :math:`(1-\beta_1)/(\beta_1\eta)` (``"paper"``) (theory/adam.md §1)."""
+    if convention not in ("exact", "euler", "paper"):
+        raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")
     if moment not in ("first", "second"):
         raise ValueError(f"moment must be 'first' or 'second', got {moment!r}")
     letter = "a" if moment == "first" else "b"

@@ -16,6 +16,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .. import _rules
 from ._derivation import Derivation, Step, eq, iff, latex, lhs_eq
+from ._rates import moment_rate
 from ._symbols import (
     B1,
     B2,
@@ -117,8 +118,33 @@ def stability() -> Derivation:
     if sp.simplify(integral_b - bound_continuous**2) != 0:
         raise RuntimeError("continuous bound: the limit and the kernel integral disagree")
     growth_continuous = sp.simplify(sp.expand_log(sp.log(growth.subs(decays)), force=True) / eta)
-    euler: Rule = {a: (1 - b1) / eta, b: (1 - b2) / eta}
+
+    def rates_of(convention: str) -> Rule:
+        # The convention's rates from `moment_rates`, on this derivation's positive symbols.
+        names = {sp.Symbol(B1): b1, sp.Symbol(B2): b2, sp.Symbol("eta"): eta}
+        return {
+            a: moment_rate(convention, "first").xreplace(names),
+            b: moment_rate(convention, "second").xreplace(names),
+        }
+
+    euler, paper = rates_of("euler"), rates_of("paper")
     euler_condition = relational(sp.reduce_inequalities(continuous_condition.subs(euler), b2))
+    # Cleared of its positive denominators (b1 b2 eta > 0) the paper's form is linear in
+    # b2 with slope b1 - 2 < 0, which reduce_inequalities cannot use by itself.
+    paper_form = continuous_condition.subs(paper)
+    assert isinstance(paper_form, sp.StrictLessThan), "b < 2a"
+    cleared = sp.expand((expr(paper_form.lhs) - expr(paper_form.rhs)) * b1 * b2 * eta)
+    slope = sp.diff(cleared, b2)
+    if sp.diff(cleared, b2, 2) != 0 or slope.subs(b1, 1) >= 0 or sp.diff(slope, b1) != 1:
+        raise RuntimeError(f"expected a decreasing linear form in beta_2, got {cleared}")
+    paper_condition = relational(sp.Gt(b2, sp.solve(cleared, b2)[0]))
+    # Outside the region |u| grows like e^{(b/2 - a) t}: (b/2 - a)·eta per step.
+    per_step = (b / 2 - a) * eta
+    paper_criterion = expr(sp.factor(sp.simplify(-2 * expr(per_step.subs(paper)))))
+    growth_per_step = {
+        name: expr(sp.simplify(per_step.subs(rule)))
+        for name, rule in (("exact", rates_of("exact")), ("euler", euler), ("paper", paper))
+    }
     C, S = sp.Symbol("C"), sp.Symbol("S_n")
     steps = (
         Step(
@@ -189,6 +215,16 @@ def stability() -> Derivation:
             "continuous condition reads differently in $(\\beta_1, \\beta_2)$:",
             (iff(continuous_condition.subs(euler), euler_condition),),
         ),
+        Step(
+            "With the paper's backward rates $a = (1-\\beta_1)/(\\beta_1\\eta)$, "
+            "$b = (1-\\beta_2)/(\\beta_2\\eta)$ it is the paper's criterion $C > 0$; outside, "
+            "the bound grows by $(b/2 - a)\\eta = -C/2$ per step, the paper's $|C|/2$:",
+            (
+                iff(continuous_condition.subs(paper), paper_condition),
+                eq(C, paper_criterion),
+                lhs_eq("(b/2 - a)\\eta", growth_per_step["paper"]),
+            ),
+        ),
     )
     results = {
         "condition": condition,
@@ -200,24 +236,54 @@ def stability() -> Derivation:
         "continuous_bound": bound_continuous,
         "continuous_growth_rate": growth_continuous,
         "euler_condition": euler_condition,
+        "paper_condition": paper_condition,
+        "paper_criterion": paper_criterion,
+        "exact_growth_per_step": growth_per_step["exact"],
+        "euler_growth_per_step": growth_per_step["euler"],
+        "paper_growth_per_step": growth_per_step["paper"],
     }
     return Derivation(
         "stability", "The Cauchy-Schwarz bound and the stable region", steps, plain(results)
     )
 
 
-def stability_condition(form: str = "discrete") -> sp.Rel:
-    r"""The bounded-update condition derived by `stability` (theory/stability.md §1):
-    ``"discrete"``: :math:`\beta_2 > \beta_1^2`; ``"continuous"``: :math:`b < 2a`;
-    ``"euler"``: the continuous one under Euler rates, :math:`\beta_2 > 2\beta_1 - 1`."""
+def stability_condition(form: str = "discrete", *, convention: str | None = None) -> sp.Rel:
+    r"""The bounded-update condition derived by `stability` (theory/stability.md §1).
+
+    ``form``: ``"discrete"``: :math:`\beta_2 > \beta_1^2`; ``"continuous"``: :math:`b < 2a`;
+    ``"euler"``: the continuous one under Euler rates, :math:`\beta_2 > 2\beta_1 - 1`.
+    ``convention`` (overrides ``form``): the continuous condition under that convention's
+    rates: ``"exact"`` gives the discrete one, ``"euler"`` as above, ``"paper"`` (backward
+    rates) :math:`\beta_2 > \beta_1/(2-\beta_1)`, i.e. the paper's :math:`C > 0`."""
+    if convention is not None:
+        form = {"exact": "discrete", "euler": "euler", "paper": "paper"}.get(convention, "")
+        if not form:
+            raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")
     key = {
         "discrete": "condition",
         "continuous": "continuous_condition",
         "euler": "euler_condition",
+        "paper": "paper_condition",
     }.get(form)
     if key is None:
         raise ValueError(f"form must be 'discrete', 'continuous' or 'euler', got {form!r}")
     return stability().results[key]
+
+
+def growth_per_step(convention: str = "exact") -> sp.Expr:
+    r"""Per-step log growth of the update bound outside the stable region,
+    :math:`(b/2 - a)\eta` with the convention's rates: :math:`\ln(\beta_1/\sqrt{\beta_2})`
+    (``"exact"``), :math:`((1-\beta_2) - 2(1-\beta_1))/2` (``"euler"``), :math:`-C/2`
+    (``"paper"``) (theory/stability.md §1)."""
+    if convention not in ("exact", "euler", "paper"):
+        raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")
+    return stability().results[f"{convention}_growth_per_step"]
+
+
+def paper_criterion() -> sp.Expr:
+    r"""The paper's stability quantity :math:`C = 2(1-\beta_1)/\beta_1 - (1-\beta_2)/\beta_2`,
+    derived as :math:`-2(b/2 - a)\eta` under its backward rates (theory/stability.md §1)."""
+    return stability().results["paper_criterion"]
 
 
 def level_conditions(k: int) -> tuple[sp.Rel, ...]:
