@@ -59,7 +59,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from . import _rules
-from ._flows import FlowModel, FlowParams, FlowState
+from ._flows import FlowModel, FlowParams, FlowState, state_theta
 from ._optimizers import KAdam
 from ._trajectory import IntegrationError, PyTree
 
@@ -374,10 +374,6 @@ def corrected_update(
     return corrected_terms(consts, t, y, params, grad_fn).update
 
 
-def _theta(y: FlowState) -> PyTree:
-    return y.theta
-
-
 def _raw_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
     r"""Raw moments :math:`m_i = \hat m_i (1 - e^{-a_i t})`, :math:`v_i = \hat v_i (1 -
     e^{-b_i t})` at the times ``t`` (shape ``(S,)``; state leaves have a leading axis S)."""
@@ -421,7 +417,7 @@ def corrected_model(opt: KAdam, convention: str) -> FlowModel:
         start=initial_state,
         field=Partial(corrected_field, consts),
         update=Partial(corrected_update, consts),
-        theta=_theta,
+        theta=state_theta,
         moments=_raw_moments,
         validity=path_validity,
     )

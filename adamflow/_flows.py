@@ -78,11 +78,13 @@ def _leading_start(
     return initial_state(opt.k, theta0, xp.zeros_like)
 
 
-def _no_validity(*args: Any) -> None:
+def no_validity(*args: Any) -> None:
+    """The ``validity`` hook of flows without a validity diagnostic."""
     return None
 
 
-def _theta(y: FlowState) -> PyTree:
+def state_theta(y: Any) -> PyTree:
+    """The parameters of a flow state (any state with a ``theta`` field)."""
     return y.theta
 
 
@@ -161,7 +163,8 @@ def flow_update(
     return cascade_rates(t, state, grad_fn(state.theta), params, xp)[0]
 
 
-def _leading_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
+def state_moments(t: Any, y: Any, params: FlowParams, xp: Any) -> Any:
+    """The raw moments ``(m_i, v_i)`` of a flow state whose moments are raw."""
     return y.m, y.v
 
 
@@ -170,9 +173,9 @@ LEADING = FlowModel(
     start=_leading_start,
     field=leading_field,
     update=flow_update,
-    theta=_theta,
-    moments=_leading_moments,
-    validity=_no_validity,
+    theta=state_theta,
+    moments=state_moments,
+    validity=no_validity,
 )
 
 

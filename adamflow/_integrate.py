@@ -136,15 +136,16 @@ def integrate(
     save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
 
+    max_steps : the most solver steps before giving up.
+    throw : raise `IntegrationError` on failure (default); else return
+        ``success=False`` with the reason in ``message``.
+    progress : show a progress bar.
+
     With an lr schedule (``opt.lr`` a function of the update count), the flow is integrated
     in the step count s (t = Σ_{i<n} η_i at step n; theory/adam.md §1 rates per step):
     ``dθ/ds = -η(s)(u⁽ᵏ⁾ + λθ)``, ``dm_i/ds = ln(1/β₁,ᵢ)(u⁽ⁱ⁻¹⁾ - m_i)``, likewise v_i,
     bias corrections ``1 - β^s``; ``order="leading"`` and ``steps=`` only. Its error against
     the discrete run is O(η) as the schedule is scaled down.
-    max_steps : the most solver steps before giving up.
-    throw : raise `IntegrationError` on failure (default); else return
-        ``success=False`` with the reason in ``message``.
-    progress : show a progress bar.
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")

@@ -20,7 +20,17 @@ import jax.numpy as jnp
 from jax.tree_util import Partial
 
 from . import _rules
-from ._flows import FlowModel, FlowParams, FlowState, cascade_rates, flow_update, initial_state
+from ._flows import (
+    FlowModel,
+    FlowParams,
+    FlowState,
+    cascade_rates,
+    flow_update,
+    initial_state,
+    no_validity,
+    state_moments,
+    state_theta,
+)
 from ._optimizers import KAdam
 from ._trajectory import PyTree
 
@@ -69,18 +79,6 @@ def paper_field(
     return PaperState(y.velocity, acceleration, dms, dvs)
 
 
-def _theta(y: PaperState) -> PyTree:
-    return y.theta
-
-
-def _moments(t: Any, y: PaperState, params: FlowParams, xp: Any) -> Any:
-    return y.m, y.v
-
-
-def _no_validity(*args: Any) -> None:
-    return None
-
-
 def paper_model(opt: KAdam, convention: str) -> FlowModel:
     """The paper's second-order model of ``opt`` as a `FlowModel` (``order="paper"``); any
     convention's rates (the paper's own: ``convention="paper"``)."""
@@ -88,7 +86,7 @@ def paper_model(opt: KAdam, convention: str) -> FlowModel:
         start=_start,
         field=Partial(paper_field, jnp.asarray(opt.lr)),
         update=flow_update,
-        theta=_theta,
-        moments=_moments,
-        validity=_no_validity,
+        theta=state_theta,
+        moments=state_moments,
+        validity=no_validity,
     )
