@@ -126,3 +126,10 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value``, which must be ``True`` or ``False`` (NumPy booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,47 @@ class Problem:
         on = self.gate(step)
         return jax.tree_util.tree_map(lambda s: s & on, seen)
 
+    def validate(self) -> None:
+        """Check the problem's functions once, by tracing them on ``theta0``
+        (``jax.eval_shape``: nothing is computed): ``grad(theta, key)`` must accept the
+        parameters and a PRNG key and return floating-point arrays with exactly the
+        structure and shapes of ``theta0``; ``gate(step)`` a boolean scalar;
+        ``support(key)`` booleans shaped like ``theta0``; ``loss(theta)`` a scalar.
+
+        A function that cannot be called with the arguments it is given raises a
+        ``TypeError`` naming the expected signature; a result of the wrong structure or
+        shape a ``ValueError`` naming the function, the expected and the received shapes.
+        `adamflow.phase_diagram` calls this before it compiles anything.
+        """
+        theta = jax.tree_util.tree_map(jnp.asarray, self.theta0)
+        key = jax.random.PRNGKey(0)
+        step = jnp.asarray(1, jnp.int32)
+        expected = jax.eval_shape(lambda t: t, theta)
+        _check_signature("grad", self.grad, (theta, key), "grad(theta, key)")
+        got = _traced("grad", self.name, lambda: jax.eval_shape(self.grad, theta, key))
+        _check_like("grad", expected, got, floating=True)
+        if self.gate is not None:
+            gate = self.gate
+            _check_signature("gate", gate, (step,), "gate(step)")
+            on = _traced("gate", self.name, lambda: jax.eval_shape(gate, step))
+            if (
+                jax.tree_util.tree_structure(on).num_leaves != 1
+                or np.shape(jax.tree_util.tree_leaves(on)[0]) != ()
+            ):
+                raise ValueError(f"gate must return one boolean scalar, got {_describe(on)}")
+        if self.support is not None:
+            support = self.support
+            _check_signature("support", support, (key,), "support(key)")
+            seen = _traced("support", self.name, lambda: jax.eval_shape(support, key))
+            _check_like("support", expected, seen, boolean=True)
+        if self.loss is not None:
+            loss = self.loss
+            _check_signature("loss", loss, (theta,), "loss(theta)")
+            value = _traced("loss", self.name, lambda: jax.eval_shape(loss, theta))
+            leaves = jax.tree_util.tree_leaves(value)
+            if len(leaves) != 1 or np.shape(leaves[0]) != ():
+                raise ValueError(f"loss must return a scalar, got {_describe(value)}")
+
     @property
     def size(self) -> int:
         """Number of scalar parameters."""
@@ -134,6 +176,58 @@ class Problem:
             "params": json.loads(json.dumps(dict(self.params), default=str)),
             "theta0_sha256": digest.hexdigest()[:16],
         }
+
+
+def _describe(tree: PyTree) -> str:
+    """A PyTree of arrays (or their shapes) as text: ``{w: float64[3, 2], b: float64[2]}``."""
+    shown = jax.tree_util.tree_map(lambda x: f"{x.dtype}{list(np.shape(x))}", tree)
+    return str(shown).replace("'", "")
+
+
+def _check_signature(name: str, fn: Callable[..., Any], args: tuple[Any, ...], call: str) -> None:
+    """A ``TypeError`` naming ``call`` when ``fn`` cannot be called with ``args``."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (some builtins): trace it
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as error:
+        raise TypeError(
+            f"{name} must be callable as {call}: a sweep calls it that way, but it has the "
+            f"signature {name}{signature} ({error})"
+        ) from None
+
+
+def _traced(name: str, problem: str, trace: Callable[[], Any]) -> Any:
+    """``trace()``, with a note saying which function of which problem failed."""
+    try:
+        return trace()
+    except Exception as error:
+        error.add_note(f"while tracing {name} of problem {problem!r} on theta0")
+        raise
+
+
+def _check_like(
+    name: str, expected: PyTree, got: PyTree, *, floating: bool = False, boolean: bool = False
+) -> None:
+    """A ``ValueError`` naming ``name`` unless ``got`` has the structure and shapes of
+    ``expected`` (and floating-point or boolean leaves when asked)."""
+    same = jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(expected) and all(
+        np.shape(a) == np.shape(b)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected))
+    )
+    if not same:
+        kind = "a gradient" if floating else "booleans"
+        raise ValueError(
+            f"{name} must return {kind} with the structure and shapes of theta0: expected "
+            f"{_describe(expected)}, got {_describe(got)}"
+        )
+    leaves = jax.tree_util.tree_leaves(got)
+    if floating and not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
+        raise ValueError(f"{name} must return floating-point arrays, got {_describe(got)}")
+    if boolean and not all(x.dtype == jnp.bool_ for x in leaves):
+        raise ValueError(f"{name} must return boolean arrays, got {_describe(got)}")
 
 
 def _everywhere(dim: int) -> Callable[[jax.Array], PyTree]:

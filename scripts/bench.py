@@ -10,6 +10,10 @@ as JSON. ``gpu_scale`` runs only when named; small ``--gpu-*`` sizes smoke-test 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -25,42 +29,80 @@ from adamflow.experiments.bench import (  # noqa: E402
 )
 
 
-def main() -> None:
+def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
+    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
+    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    parse.__name__ = allowed
+    return parse
+
+
+def writable_file(text: str) -> Path:
+    """An argparse ``type=`` for a file to write: not a folder, in a creatable folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file to write, but {path} is a folder")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"must be a file to write, but {existing} is "
+            + ("a file" if not existing.is_dir() else "not writable")
+        )
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (a bad value exits with status 2 and a message naming its flag)."""
     defaults = BenchOptions()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller problems (< 5 min)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=writable_file, help="also write the results as JSON"
+    )
     parser.add_argument(
         "--only",
         nargs="+",
         choices=sorted(BENCHMARKS),
         help=f"run only these (default: {' '.join(DEFAULT_BENCHMARKS)})",
     )
+    size = checked(int, lambda n: n >= 1, "an integer >= 1")
     parser.add_argument(
-        "--gpu-grid", type=int, default=defaults.gpu_grid, help="gpu_scale: grid side"
+        "--gpu-grid", type=size, default=defaults.gpu_grid, help="gpu_scale: grid side"
     )
     parser.add_argument(
-        "--gpu-steps", type=int, default=defaults.gpu_steps, help="gpu_scale: steps"
+        "--gpu-steps", type=size, default=defaults.gpu_steps, help="gpu_scale: steps"
     )
     parser.add_argument(
-        "--gpu-dim", type=int, default=defaults.gpu_dim, help="gpu_scale: dimensions"
+        "--gpu-dim", type=size, default=defaults.gpu_dim, help="gpu_scale: dimensions"
     )
     parser.add_argument(
-        "--gpu-chunk", type=int, default=defaults.gpu_chunk, help="gpu_scale: cells per chunk"
+        "--gpu-chunk", type=size, default=defaults.gpu_chunk, help="gpu_scale: cells per chunk"
     )
-    args = parser.parse_args()
-    try:
-        options = BenchOptions(
-            quick=args.quick,
-            gpu_grid=args.gpu_grid,
-            gpu_steps=args.gpu_steps,
-            gpu_dim=args.gpu_dim,
-            gpu_chunk=args.gpu_chunk,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line), run the benchmarks, print the table."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = BenchOptions(
+        quick=args.quick,
+        gpu_grid=args.gpu_grid,
+        gpu_steps=args.gpu_steps,
+        gpu_dim=args.gpu_dim,
+        gpu_chunk=args.gpu_chunk,
+    )
     results = run_benchmarks(args.only, options)
     print(format_table(results))
     if args.json:

@@ -13,6 +13,8 @@ bench_corrected_vs_discrete).
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import jax
 
@@ -21,12 +23,37 @@ jax.config.update("jax_enable_x64", True)
 from adamflow.experiments import corrected  # noqa: E402
 
 
-def main() -> None:
+def writable_file(text: str) -> Path:
+    """An argparse ``type=`` for a file to write: not a folder, in a creatable folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file to write, but {path} is a folder")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"must be a file to write, but {existing} is "
+            + ("a file" if not existing.is_dir() else "not writable")
+        )
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (a bad value exits with status 2 and a message naming its flag)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", help="also write the rows and the benchmark to this file")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=writable_file,
+        help="also write the rows and the benchmark to this file",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line), print the table and the benchmark."""
+    args = build_parser().parse_args(argv)
 
     rows = corrected.accuracy_table()
     print(

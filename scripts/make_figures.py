@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,38 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from tqdm.auto import tqdm  # noqa: E402
-
 from adamflow.experiments import FIGURES, make_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
+    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
+    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    parse.__name__ = allowed
+    return parse
+
+
+def writable_folder(text: str) -> Path:
+    """An argparse ``type=`` for a folder to write into: not a file, and creatable."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"must be a folder to write into, but {existing} is "
+            + ("a file" if not existing.is_dir() else "not writable")
+        )
+    return path
 
 
 def _scalars(results: Any) -> Any:
@@ -34,15 +63,30 @@ def _scalars(results: Any) -> Any:
     return results
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (a bad value exits with status 2 and a message naming its flag)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
-    parser.add_argument("--out", type=Path, default=ROOT / "figures", help="output folder")
+    parser.add_argument(
+        "--out", type=writable_folder, default=ROOT / "figures", help="output folder"
+    )
     parser.add_argument("--only", nargs="+", choices=list(FIGURES), help="only these figures")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same numbers)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--seed",
+        type=checked(int, lambda n: n >= 0, "an integer >= 0"),
+        default=0,
+        help="random seed (same seed, same numbers)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line), make the figures, print their results."""
+    args = build_parser().parse_args(argv)
+    from tqdm.auto import tqdm
+
     names = args.only or list(FIGURES)
     summaries = {}
     for name in (bar := tqdm(names, desc="figures", unit="fig")):

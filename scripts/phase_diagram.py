@@ -1,41 +1,128 @@
 """Map where Adam's (β₁, β₂) are stable: run the grid, write the figure, data and sidecar.
 
     python scripts/phase_diagram.py                      # default sparse problem, 40 x 40
-    python scripts/phase_diagram.py --problem switch_off --grid 30
+    python scripts/phase_diagram.py --problem switch_off --grid 30 --n0 2000
+    python scripts/phase_diagram.py --p 0.05 --dim 64 --steps 6000 --threshold 50
     python scripts/phase_diagram.py --b1-range 0.5 0.999 --b2-range 0.1 0.9999 \\
         --spacing log --steps 4000 --out /tmp/maps --resume
 
-Runs ``adamflow.phase_diagram`` on the grid ``adamflow.phase.grid`` makes, draws it with
+Runs ``adamflow.phase_diagram`` (a constant learning rate; see its docstring) on the grid
+``adamflow.phase.grid`` makes, draws it with
 ``adamflow.plotting.phase.draw_phase_diagram_figure`` and writes ``<out>/phase_diagram.png``,
 ``phase_diagram.npz`` (arrays indexed [b1, b2]; read back with
 ``adamflow.load_phase_diagram``) and ``phase_diagram.json`` (every parameter, the seed, the
-package version, the summary; no run time, so a rerun leaves it unchanged), then prints a
-short summary with the timings. Finished chunks are checkpointed in
-``<out>/.phase_diagram_checkpoint/``: after an interruption, ``--resume`` continues where
-the run stopped (the checkpoint is removed once the outputs are written).
+package version, the summary; no run time, so a rerun leaves every file unchanged), then
+prints a short summary with the timings.
+
+The problem's own parameters are flags too (--dim, --p, --condition, --n0, --scale,
+--n-samples, --batch, --l2, --hidden, and --problem-seed for its ``seed``); each applies to
+the problems of ``adamflow.problems`` that take it, and the problem's default is used when
+it is not given.
+
+Checkpoints: finished chunks are saved in ``<out>/.phase_diagram_checkpoint/`` and removed
+once the outputs are written. On Ctrl-C the script prints how many chunks are saved and the
+command that resumes (the same flags with --resume), and exits with status 130. A rerun
+without --resume refuses to start while that folder holds finished chunks (it never deletes
+them): add --resume to reuse them, or remove the folder to start over.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
+import os
+import shlex
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = ".phase_diagram_checkpoint"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
+    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
+    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    parse.__name__ = allowed
+    return parse
+
+
+def integer(minimum: int) -> Any:
+    """An argparse ``type=`` for an integer ``>= minimum``."""
+    return checked(int, lambda n: n >= minimum, f"an integer >= {minimum}")
+
+
+def number(low: float | None = None, *, low_open: bool = False, high: float | None = None) -> Any:
+    """An argparse ``type=`` for a finite number ``>= low`` (``> low`` with ``low_open``)
+    and ``< high``."""
+    bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
+    bounds += [f"< {high:g}"] if high is not None else []
+
+    def ok(x: float) -> bool:
+        above = low is None or (x > low if low_open else x >= low)
+        return math.isfinite(x) and above and (high is None or x < high)
+
+    return checked(float, ok, " ".join(["a finite number", " and ".join(bounds)]).strip())
+
+
+def writable_folder(text: str) -> Path:
+    """An argparse ``type=`` for a folder to write into: not a file, and creatable."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"must be a folder to write into, but {existing} is "
+            + ("a file" if not existing.is_dir() else "not writable")
+        )
+    return path
+
+
+def _flag(name: str) -> str:
+    """The flag of a problem parameter (``seed`` would clash with the sweep's --seed)."""
+    return "--problem-seed" if name == "seed" else "--" + name.replace("_", "-")
+
+
+def problem_parameters() -> dict[str, dict[str, Any]]:
+    """Every keyword argument of the built-in problems: ``{name: {problem: default}}``."""
+    from adamflow import problems
+
+    found: dict[str, dict[str, Any]] = {}
+    for problem, make in sorted(problems.PROBLEMS.items()):
+        for name, parameter in inspect.signature(make).parameters.items():
+            found.setdefault(name, {})[problem] = parameter.default
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every value checked here, so a bad one exits with status 2 and a
+    message naming its flag)."""
     from adamflow import phase, problems
 
+    unit = number(0.0, high=1.0)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--problem", choices=sorted(problems.PROBLEMS), default="sparse")
-    parser.add_argument("--grid", type=int, default=phase.DEFAULT_GRID, help="N: an N x N grid")
+    parser.add_argument(
+        "--grid", type=integer(1), default=phase.DEFAULT_GRID, help="N: an N x N grid"
+    )
     parser.add_argument(
         "--b1-range",
         nargs=2,
-        type=float,
+        type=unit,
         default=phase.DEFAULT_B1_RANGE,
         metavar=("LOW", "HIGH"),
         help="first and last β₁ (momentum), in [0, 1)",
@@ -43,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--b2-range",
         nargs=2,
-        type=float,
+        type=unit,
         default=phase.DEFAULT_B2_RANGE,
         metavar=("LOW", "HIGH"),
         help="first and last β₂ (second moment), in [0, 1)",
@@ -54,57 +141,200 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="log",
         help="log: space 1-β₁ and 1-β₂ logarithmically (default); linear: β₁ and β₂ evenly",
     )
-    parser.add_argument("--steps", type=int, default=None, help="steps per cell")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eps", type=float, default=1e-8)
+    parser.add_argument(
+        "--steps", type=integer(1), default=None, help="steps per cell (default: per problem)"
+    )
+    parser.add_argument(
+        "--lr",
+        type=number(0.0, low_open=True),
+        default=None,
+        help="constant learning rate (default: per problem)",
+    )
+    parser.add_argument("--seed", type=integer(0), default=0, help="seed of the gradient noise")
+    parser.add_argument("--eps", type=number(0.0), default=1e-8, help="Adam's ε (>= 0)")
+    parser.add_argument(
+        "--threshold",
+        type=number(0.0, low_open=True),
+        default=1e2,
+        help="a cell is measured stable when max|u| <= THRESHOLD (default 100)",
+    )
     parser.add_argument("--dynamics", choices=phase.DYNAMICS, default="discrete")
-    parser.add_argument("--out", type=Path, default=ROOT / "figures", help="output folder")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument(
+        "--substeps", type=integer(1), default=4, help="RK4 steps per lr (continuous only)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=integer(1),
+        default=None,
+        help=f"cells per compiled chunk and checkpoint file (default {phase.DEFAULT_CHUNK})",
+    )
+    parser.add_argument(
+        "--out", type=writable_folder, default=ROOT / "figures", help="output folder"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the finished chunks of an interrupted run"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    group = parser.add_argument_group(
+        "problem parameters", "keyword arguments of the chosen problem (default: its own)"
+    )
+    for name, defaults in problem_parameters().items():
+        kind = type(next(iter(defaults.values())))
+        shown = ", ".join(f"{problem} {value}" for problem, value in defaults.items())
+        group.add_argument(
+            _flag(name),
+            dest=f"problem_{name}",
+            type=integer(0) if kind is int else number(),
+            default=None,
+            metavar=name.upper(),
+            help=f"default: {shown}",
+        )
+    return parser
+
+
+def _grid_of(
+    parser: argparse.ArgumentParser, flag: str, bounds: tuple[float, float], args: Any
+) -> Any:
+    from adamflow import phase
+
+    low, high = bounds
+    if args.grid > 1 and low == high:
+        parser.error(f"argument {flag}: LOW and HIGH must differ for a grid of {args.grid}")
+    return phase.grid(low, high, args.grid, spacing=args.spacing)
+
+
+def make_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The chosen problem made with the given problem flags (a flag the problem does not
+    take, or a value it refuses, is a command-line error naming the flag)."""
+    from adamflow import problems
+
+    accepted = inspect.signature(problems.PROBLEMS[args.problem]).parameters
+    given = {
+        name: getattr(args, f"problem_{name}")
+        for name in problem_parameters()
+        if getattr(args, f"problem_{name}") is not None
+    }
+    for name in given:
+        if name not in accepted:
+            takes = " ".join(_flag(n) for n in accepted) or "none"
+            parser.error(
+                f"argument {_flag(name)}: problem {args.problem!r} has no parameter {name!r} "
+                f"(it takes: {takes})"
+            )
+    try:
+        return problems.get(args.problem, **given)
+    except (TypeError, ValueError) as error:
+        name = str(error).split(" ", 1)[0]
+        flags = _flag(name) if name in given else "/".join(_flag(n) for n in given)
+        parser.error(f"argument {flags}: {error}")
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes this run: the same flags, with --resume."""
+    script = Path(__file__).resolve()
+    try:
+        shown = os.path.relpath(script)
+    except ValueError:  # another drive
+        shown = str(script)
+    flags = [a for a in argv if a != "--resume"]
+    return shlex.join(["python", shown, *flags, "--resume"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    args = parse_args(argv)
+    """Parse ``argv`` (default: the command line), run the sweep, write the outputs and
+    print the summary; returns the summary with the timings."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
+    from adamflow import phase
+
+    # Bad input fails here, before anything is compiled.
+    b1s = _grid_of(parser, "--b1-range", args.b1_range, args)
+    b2s = _grid_of(parser, "--b2-range", args.b2_range, args)
+    problem = make_problem(parser, args)
+    run = phase.DEFAULT_RUNS.get(args.problem, {"steps": 2000, "lr": 1e-2})
+    steps = args.steps if args.steps is not None else run["steps"]
+    lr = args.lr if args.lr is not None else run["lr"]
+    checkpoint = args.out / CHECKPOINT
+    try:
+        return _run(parser, args, problem, b1s, b2s, steps, lr, checkpoint, start)
+    except KeyboardInterrupt as interrupt:
+        total = getattr(interrupt, "total", None)
+        saved = getattr(interrupt, "saved", None)
+        if saved is None:
+            saved = len(list(checkpoint.glob("chunk_*.npz"))) if checkpoint.is_dir() else 0
+        of = f" of {total}" if total is not None else ""
+        print(
+            f"interrupted: {saved}{of} chunks saved in {checkpoint}; "
+            f"resume with: {resume_command(argv)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(130) from None
+
+
+def _run(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    problem: Any,
+    b1s: Any,
+    b2s: Any,
+    steps: int,
+    lr: float,
+    checkpoint: Path,
+    start: float,
+) -> dict[str, object]:
     import adamflow as af
     from adamflow import phase
     from adamflow.experiments.phase_figures import write_phase_diagram
     from adamflow.plotting.phase import draw_phase_diagram_figure
 
-    run = phase.DEFAULT_RUNS.get(args.problem, {"steps": 2000, "lr": 1e-2})
-    steps = args.steps if args.steps is not None else run["steps"]
-    lr = args.lr if args.lr is not None else run["lr"]
-    # Bad input fails here, before anything is compiled.
-    (b1_low, b1_high), (b2_low, b2_high) = args.b1_range, args.b2_range
-    b1s = phase.grid(b1_low, b1_high, args.grid, spacing=args.spacing)
-    b2s = phase.grid(b2_low, b2_high, args.grid, spacing=args.spacing)
-    checkpoint = args.out / ".phase_diagram_checkpoint"
-    if not args.resume:
-        phase.clear_checkpoint(checkpoint)
-    diagram = af.phase_diagram(
-        af.problems.get(args.problem),
-        b1s,
-        b2s,
-        steps=steps,
-        lr=lr,
-        seed=args.seed,
-        eps=args.eps,
-        dynamics=args.dynamics,
-        checkpoint=checkpoint,
-        progress=not args.no_progress,
-    )
+    try:
+        diagram = af.phase_diagram(
+            problem,
+            b1s,
+            b2s,
+            steps=steps,
+            lr=lr,
+            seed=args.seed,
+            eps=args.eps,
+            dynamics=args.dynamics,
+            substeps=args.substeps,
+            threshold=args.threshold,
+            chunk_size=args.chunk_size,
+            checkpoint=checkpoint,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+    except phase.CheckpointExists as error:
+        parser.error(
+            f"{error.folder} holds {error.saved} of {error.total} finished chunks of this run: "
+            "add --resume to reuse them, or remove that folder to start over"
+        )
+    except phase.CheckpointMismatch as error:
+        parser.error(
+            f"{error.folder} holds the checkpoint of a run with other parameters (differing: "
+            f"{', '.join(error.differing)}): rerun that run's command with --resume, or "
+            "remove the folder"
+        )
     write_phase_diagram(diagram, draw_phase_diagram_figure(diagram), args.out)
     phase.clear_checkpoint(checkpoint)
     summary: dict[str, object] = dict(diagram.summary())
     total = time.perf_counter() - start
+    agreement = (
+        f"{100 * diagram.agreement:.2f}% of {summary['decided_cells']} decided cells "
+        f"({summary['disagreements']} disagree)"
+        if summary["decided_cells"]
+        else "no decided cell"
+    )
     print(
         f"{summary['cells']} cells ({args.grid} x {args.grid}), problem '{args.problem}', "
-        f"{steps} steps, {args.dynamics}\n"
-        f"agreement with β₂ > β₁²: {100 * diagram.agreement:.2f}% of "
-        f"{summary['decided_cells']} decided cells ({summary['disagreements']} disagree)\n"
-        f"ε-cap band: {summary['band_cells']} cells; diverged: {summary['diverged_cells']}\n"
+        f"{steps} steps, lr {lr:g} (constant), {args.dynamics}\n"
+        f"agreement with β₂ > β₁²: {agreement}\n"
+        f"ε-cap band: {summary['band_cells']} cells; non-finite gradient: "
+        f"{summary['nonfinite_cells']} cells (left out of the agreement); diverged: "
+        f"{summary['diverged_cells']}\n"
         f"time: {diagram.elapsed:.1f} s sweep, {total:.1f} s total (not written)\n"
         f"wrote {args.out / 'phase_diagram.png'} (+ .npz, .json)"
     )

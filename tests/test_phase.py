@@ -12,14 +12,20 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from adamflow import problems
 from adamflow.experiments.phase_baselines import element_steps, minimal_kernel, optax_loop_point
 from adamflow.phase import (
+    BAND_MARGIN,
     GROWTH_BLOCK,
+    CheckpointExists,
+    CheckpointMismatch,
     PhaseDiagram,
+    SweepInterrupted,
+    _kernel,
     _result,
     _sweep,
     clear_checkpoint,
@@ -27,6 +33,8 @@ from adamflow.phase import (
     grid,
     load_phase_diagram,
     phase_diagram,
+    predicted_peak,
+    silent_update,
     theory_growth,
 )
 
@@ -130,6 +138,8 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
         ({"eps": -1.0}, "eps must be finite and >= 0"),
         ({"dynamics": "euler"}, "dynamics must be one of"),
         ({"seed": -1}, "seed must be an integer"),
+        ({"threshold": 0.0}, "threshold must be finite and > 0"),
+        ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
     ]
     for change, message in cases:
         arguments = {**good, **change}
@@ -143,6 +153,10 @@ def test_bad_input_is_refused_before_anything_is_compiled(monkeypatch: pytest.Mo
             )
     with pytest.raises(TypeError, match="problem must be"):
         phase_diagram("sparse", [0.5], [0.9], steps=10, lr=0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="lr must be a number.*no schedule"):
+        phase_diagram(SPARSE, [0.5], [0.9], steps=10, lr=lambda n: 0.1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="resume must be True or False"):
+        phase_diagram(SPARSE, [0.5], [0.9], steps=10, lr=0.1, resume="yes")  # type: ignore[arg-type]
 
 
 def test_interrupted_sweep_resumes_without_redoing_chunks(
@@ -160,8 +174,11 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_sweep, "compute_chunk", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SweepInterrupted) as info:
         phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
+    assert isinstance(info.value, KeyboardInterrupt)  # Ctrl-C stays Ctrl-C
+    assert (info.value.saved, info.value.total, info.value.folder) == (1, 4, folder)
+    assert "1 of 4 chunks saved" in str(info.value)
     assert sorted(p.name for p in folder.glob("chunk_*.npz")) == ["chunk_00000.npz"]
 
     counted = []
@@ -171,21 +188,28 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_sweep, "compute_chunk", counting)
-    resumed = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
+    # Without resume=True the finished chunk is neither deleted nor silently reused.
+    with pytest.raises(CheckpointExists, match="holds 1 of 4 finished chunks.*resume=True"):
+        phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
+    assert (folder / "chunk_00000.npz").is_file() and not counted
+    resumed = phase_diagram(
+        SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, resume=True, **TINY
+    )
     assert len(counted) == 3  # 20 cells in 4 chunks of 5: the first was not redone
     for name in ("max_update", "growth_rate", "diverged_step", "longest_silence", "final_loss"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
     # Read back without pickle.
     with np.load(folder / "chunk_00001.npz", allow_pickle=False) as data:
         assert data["max_update"].shape == (5,)
-    # A checkpoint made with other parameters is refused, not mixed in.
-    with pytest.raises(ValueError, match="other parameters.*steps"):
+    # A checkpoint made with other parameters is refused, not mixed in, resume or not.
+    with pytest.raises(CheckpointMismatch, match="other parameters.*steps"):
         phase_diagram(
             SPARSE,
             TINY_B1S,
             TINY_B2S,
             chunk_size=6,
             checkpoint=folder,
+            resume=True,
             **{**TINY, "steps": 301},
         )
     with pytest.raises(ValueError, match="other parameters.*problem"):
@@ -199,6 +223,131 @@ def test_interrupted_sweep_resumes_without_redoing_chunks(
         )
     clear_checkpoint(folder)
     assert not folder.exists()
+
+
+def test_a_chunk_interrupted_while_being_written_is_saved_before_reraising(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "checkpoint"
+    real = _sweep.write_chunk
+    calls = []
+
+    def interrupted_write(path: Path, piece: dict[str, np.ndarray]) -> None:
+        calls.append(path.name)
+        if len(calls) == 2:  # Ctrl-C arrives while the second chunk is written
+            raise KeyboardInterrupt
+        real(path, piece)
+
+    monkeypatch.setattr(_sweep, "write_chunk", interrupted_write)
+    with pytest.raises(SweepInterrupted) as info:
+        phase_diagram(SPARSE, TINY_B1S, TINY_B2S, chunk_size=6, checkpoint=folder, **TINY)
+    assert info.value.saved == 2  # both finished chunks are on disk
+    assert sorted(p.name for p in folder.glob("chunk_*.npz")) == [
+        "chunk_00000.npz",
+        "chunk_00001.npz",
+    ]
+
+
+def test_unusable_checkpoint_paths_are_refused_up_front(tmp_path: Path) -> None:
+    afile = tmp_path / "file.txt"
+    afile.write_text("not a folder")
+    with pytest.raises(ValueError, match=f"checkpoint must be a folder, but {afile} is a file"):
+        phase_diagram(SPARSE, [0.9], [0.99], checkpoint=afile, **TINY)
+    below = afile / "sub"
+    with pytest.raises(OSError, match=f"checkpoint folder {below} cannot be created"):
+        phase_diagram(SPARSE, [0.9], [0.99], checkpoint=below, **TINY)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "chunk_00000.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="chunk files but no meta.json"):
+        phase_diagram(SPARSE, [0.9], [0.99], checkpoint=stray, **TINY)
+    assert afile.read_text() == "not a folder"
+
+
+def test_cells_whose_gradient_goes_nonfinite_are_reported_and_left_out() -> None:
+    # The gradient is NaN beyond θ = 1.2: only cells whose momentum overshoots get there.
+    def grad(theta: jax.Array, key: jax.Array) -> jax.Array:
+        return (theta - 1.0) + jnp.where(theta > 1.2, jnp.nan, 0.0)
+
+    overshoot = problems.Problem("overshoot", np.zeros(1), grad)
+    b1s, b2s = [0.0, 0.5, 0.9, 0.99], [0.9, 0.999]
+    d = phase_diagram(overshoot, b1s, b2s, steps=300, lr=0.05, progress=False)
+    np.testing.assert_array_equal(
+        d.nonfinite, [[False, False], [False, False], [True, False], [True, True]]
+    )
+    assert np.all(d.nonfinite_step[d.nonfinite] > 0)
+    assert np.all(d.nonfinite_step[~d.nonfinite] == -1)
+    assert not d.diverged.any() and not d.measured_stable[d.nonfinite].any()
+    # Left out of the comparison: the stable cell (0.99, 0.999) is no disagreement.
+    summary = d.summary()
+    assert summary["nonfinite_cells"] == 3 and summary["disagreements"] == 0
+    assert d.agreement == 1.0 and not d.decided[d.nonfinite].any()
+    assert summary["decided_cells"] == int(np.sum(~d.band & ~d.nonfinite))
+
+    # A cell whose update had exceeded the threshold before the gradient broke keeps its
+    # verdict (unstable): it diverged, it is not "non-finite".
+    def wild(theta: jax.Array, key: jax.Array) -> jax.Array:
+        return SPARSE.grad(theta, key) + jnp.where(jnp.abs(theta) > 30.0, jnp.nan, 0.0)
+
+    sparse_nan = problems.Problem("sparse_nan", SPARSE.theta0, wild, support=SPARSE.support)
+    b1s, b2s = default_grid(8)
+    d = phase_diagram(sparse_nan, b1s, b2s, steps=1500, lr=1e-2, progress=False)
+    assert d.diverged.sum() >= 10 and not (d.diverged & d.nonfinite).any()
+    assert not (d.diverged & d.theory_stable).any() and d.agreement == 1.0
+
+
+def test_a_grad_of_the_wrong_shape_or_signature_is_refused_before_compiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_compile(*args: object) -> None:
+        raise AssertionError("compiled despite a bad problem")
+
+    monkeypatch.setattr(_sweep, "compile_chunk_fn", no_compile)
+    wrong = problems.Problem("x", np.zeros(3), lambda theta, key: jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"grad must return.*expected float64\[3\], got"):
+        phase_diagram(wrong, [0.9], [0.99], **TINY)
+    keyless = problems.Problem("x", np.zeros(3), lambda theta: theta)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"grad must be callable as grad\(theta, key\)"):
+        phase_diagram(keyless, [0.9], [0.99], **TINY)
+
+
+def test_segments_report_progress_and_change_no_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A short chunk runs in one call; a long one in up to SEGMENTS_PER_CHUNK segments.
+    assert _kernel.schedule(3000, 400 * 32).segments == 1  # the default run's chunks
+    assert _kernel.schedule(3000, 10**9)[2:] == (25, 15, 0)  # 375 blocks: 15 x 25
+    plan = _kernel.schedule(300, 10**9)
+    assert plan.blocks == 37 and plan.tail == 4 and plan.segments > 1
+    assert plan.segments * plan.segment_blocks + plan.remainder == plan.blocks
+    b1, b2 = np.array([0.9, 0.99, 0.5]), np.array([0.999, 0.9, 0.1])
+    pieces, reports = [], []
+    for work in (1, 10**12):  # every chunk in segments, then in one call
+        monkeypatch.setattr(_kernel, "SEGMENT_WORK", work)
+        # A new problem object each time: nothing compiled before is reused.
+        problem = problems.Problem(
+            "sparse", SPARSE.theta0, SPARSE.grad, SPARSE.loss, support=SPARSE.support
+        )
+        config = _kernel.Config(problem, 300, 1e-2, 1e-8, 0, "discrete", 4, True)
+        with jax.enable_x64(True):
+            runner = _kernel.compile_chunk_fn(config, tuple(jax.devices()[:1]), 3)
+            reported: list[int] = []
+            pieces.append(
+                _kernel.compute_chunk(runner, config, runner.tables(), b1, b2, 3, reported.append)
+            )
+        reports.append((runner.schedule.segments, reported))
+    (segments, reported), (one, whole) = reports
+    assert segments == plan.segments and len(reported) == segments + 1 and sum(reported) == 300
+    assert one == 1 and sum(whole) == 300
+    # Cut or not, the same numbers, bit for bit, and the same trace.
+    segmented, single = pieces
+    assert segmented.keys() == single.keys() and segmented["trace"].shape == (3, 37)
+    for name, value in segmented.items():
+        np.testing.assert_array_equal(value, single[name], err_msg=name)
+
+
+def test_progress_bar_counts_cell_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    phase_diagram(SPARSE, TINY_B1S, TINY_B2S, steps=300, lr=1e-2, chunk_size=10)
+    err = capsys.readouterr().err
+    assert "phase diagram" in err and "6.00k/6.00k" in err  # 20 cells x 300 steps
 
 
 @pytest.mark.slow
@@ -278,9 +427,9 @@ def test_plot_draws_the_map(sparse_map: PhaseDiagram) -> None:
     assert plot_phase_diagram(sparse_map, ax) is fig
     assert ax.get_xscale() == "log" and r"$1-\beta_1$" in ax.get_xlabel()
     assert r"$1-\beta_2$" in ax.get_ylabel()
-    assert any(
-        "β₁²" in t.get_text() or r"\beta_1^2" in t.get_text() for t in ax.get_legend().get_texts()
-    )
+    legend = ax.get_legend()
+    assert legend is not None
+    assert any("β₁²" in t.get_text() or r"\beta_1^2" in t.get_text() for t in legend.get_texts())
     drawn = draw_phase_diagram_figure(sparse_map)
     assert isinstance(drawn, Figure) and drawn.axes[0].get_xlabel() == ax.get_xlabel()
 
@@ -340,3 +489,84 @@ def test_grid_helpers() -> None:
         grid(0.5, 1.0, 3)
     with pytest.raises(ValueError, match="spacing must be"):
         grid(0.5, 0.9, 3, spacing="geometric")
+
+
+def test_silent_update_is_adams_own_update_without_gradient() -> None:
+    """`silent_update` (theory/stability.md §2.1 from the run's moments) is exactly what the
+    optimizer does when the gradient is zero after step n0."""
+    from adamflow import Adam, cascade_step
+    from adamflow._optimizers import CascadeState
+
+    b1, b2, eps, n0 = 0.97, 0.9, 1e-3, 37
+    m0, v0 = 0.4, 0.05
+    opt = Adam(1e-2, b1, b2, eps)
+    state = CascadeState(jnp.asarray(n0, jnp.int32), (jnp.asarray([m0]),), (jnp.asarray([v0]),))
+    updates = []
+    for _ in range(200):
+        state, u = cascade_step(opt, state, jnp.zeros(1))
+        updates.append(float(u[0]))
+    expected = silent_update(b1, b2, m0, v0, n0, np.arange(1, 201), eps)
+    np.testing.assert_allclose(updates, expected, rtol=1e-12)
+
+
+def test_predicted_peak_is_a_tight_lower_bound_of_the_silence_peak() -> None:
+    """The band logic: the predicted peak is the largest update of the silence, never more
+    (so a cell outside the band must show it)."""
+    rng = np.random.default_rng(0)
+    for eps in (1e-8, 1e-3):
+        for _ in range(200):
+            b1 = 1 - 10 ** rng.uniform(-3, np.log10(0.5))
+            b2 = 1 - 10 ** rng.uniform(-4, np.log10(0.9))
+            m0 = 10 ** rng.uniform(-3, 1)
+            v0 = m0**2 * 10 ** rng.uniform(-1, 3)
+            n0, length = int(rng.integers(1, 5000)), int(rng.integers(0, 800))
+            steps = np.arange(length + 1)
+            brute = np.log10(np.max(silent_update(b1, b2, m0, v0, n0, steps, eps)))
+            peak = predicted_peak(b1, b2, m0, v0, n0, length, eps)
+            assert brute - 1e-9 <= peak <= brute + 1e-12, (b1, b2, m0, v0, n0, length)
+    # No recorded silence: nothing predicted (NaN).
+    assert np.isnan(predicted_peak(0.9, 0.5, np.nan, np.nan, 0, 0, 1e-8))
+    # The ε cap: G/ε = 1e3 caps the growth of (0.99, 0.9) near (G/ε)^(1-p), whatever the length.
+    capped = predicted_peak(0.99, 0.9, 1e-5, 1e-10, 10_000, 10_000, 1e-8)
+    assert 2.0 < capped < 3.0
+
+
+def test_band_holds_the_cells_whose_growth_the_run_cannot_show(sparse_map: PhaseDiagram) -> None:
+    d = sparse_map
+    # Outside the band every theory-unstable cell showed its growth: the peak predicted
+    # along the longest silence is a value that silence really reached.
+    unstable = ~d.theory_stable & np.isfinite(d.predicted_peak)
+    assert np.all(np.log10(d.max_update[unstable]) >= d.predicted_peak[unstable] - 1e-9)
+    decided_unstable = ~d.theory_stable & ~d.band
+    assert np.all(d.max_update[decided_unstable] > d.threshold)
+    assert np.all(d.predicted_peak[d.band] < np.log10(d.threshold * BAND_MARGIN))
+    # Synthetic cells: the band follows the prediction (and NaN, no silence, is undecidable).
+    b1s, b2s = np.array([0.99]), np.array([0.5, 0.9, 0.95, 0.999])
+    raw: dict[str, np.ndarray] = {key: np.zeros(4) for key in _kernel.CellResult._fields}
+    raw.update(
+        max_update=np.array([1e9, 1e9, 50.0, 3.0]),
+        diverged_step=np.full(4, -1),
+        nonfinite_step=np.full(4, -1),
+        silence_m=np.array([1.0, 1.0, np.nan, 1.0]),
+        silence_v=np.ones(4),
+        silence_start=np.full(4, 1000.0),
+        silence_length=np.array([400.0, 1.0, 400.0, 400.0]),
+        trace=np.zeros((4, 0)),
+    )
+    d = _result.analyse(
+        b1s, b2s, raw, eps=1e-8, threshold=100.0, parameters={}, elapsed=0.0, trace_steps=None
+    )
+    np.testing.assert_array_equal(d.theory_stable[0], [False, False, False, True])
+    np.testing.assert_array_equal(d.band[0], [False, True, True, False])
+    assert d.agreement == 1.0 and d.band_cells == 2 and d.decided_cells == 2
+
+
+@pytest.mark.slow
+def test_long_default_sweep_agrees_everywhere_outside_the_band() -> None:
+    """160 × 160 cells, 12 000 steps (a few minutes on 2 cores): near the boundary the
+    growth is slow and starts from small updates; before the band was computed from the
+    moments at the longest silence, 12 such cells fell outside it and disagreed."""
+    b1s, b2s = default_grid(160)
+    d = phase_diagram(SPARSE, b1s, b2s, steps=12_000, lr=1e-2, progress=False)
+    assert d.agreement == 1.0, d.summary()
+    assert d.summary()["nonfinite_cells"] == 0 and d.band_cells < 0.11 * d.cells

@@ -160,3 +160,47 @@ def test_bad_arguments_are_named() -> None:
         Problem("x", np.zeros(2), grad=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="theta0 must contain"):
         Problem("x", {}, grad=lambda t, k: t)
+
+
+def _quadratic_grad(theta: Any, key: jax.Array) -> Any:
+    return theta - 1.0
+
+
+def test_validate_refuses_a_grad_of_the_wrong_shape_naming_both_shapes() -> None:
+    problems.sparse().validate()  # the built-ins pass
+    wrong = Problem("x", np.zeros(3), lambda theta, key: jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"grad must return a gradient.*float64\[3\].*\[4\]"):
+        wrong.validate()
+    nested = Problem(
+        "x", {"w": np.zeros((2, 2)), "b": np.zeros(2)}, lambda theta, key: theta["w"].sum(0)
+    )
+    with pytest.raises(ValueError, match=r"grad must return.*expected \{b: float64\[2\], w: "):
+        nested.validate()
+    integer = Problem("x", np.zeros(2), lambda theta, key: jnp.zeros(2, jnp.int32))
+    with pytest.raises(ValueError, match="grad must return floating-point"):
+        integer.validate()
+
+
+def test_validate_names_the_expected_signature() -> None:
+    no_key = Problem("x", np.zeros(2), lambda theta: theta)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"grad must be callable as grad\(theta, key\)"):
+        no_key.validate()
+    bad_gate = Problem("x", np.zeros(2), _quadratic_grad, gate=lambda: True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"gate must be callable as gate\(step\)"):
+        bad_gate.validate()
+    bad_support = Problem("x", np.zeros(2), _quadratic_grad, support=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"support must be callable as support\(key\)"):
+        bad_support.validate()
+    shaped_support = Problem(
+        "x", np.zeros(2), _quadratic_grad, support=lambda key: jnp.ones(3, bool)
+    )
+    with pytest.raises(ValueError, match="support must return booleans"):
+        shaped_support.validate()
+    vector_loss = Problem("x", np.zeros(2), _quadratic_grad, loss=lambda theta: theta)
+    with pytest.raises(ValueError, match="loss must return a scalar"):
+        vector_loss.validate()
+    # An error inside grad itself is not disguised, only annotated.
+    broken = Problem("x", np.zeros(2), lambda theta, key: theta + jnp.zeros(5))
+    with pytest.raises(TypeError) as info:
+        broken.validate()
+    assert any("while tracing grad of problem 'x'" in note for note in info.value.__notes__)

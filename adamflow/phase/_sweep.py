@@ -1,6 +1,6 @@
 r"""`phase_diagram`: the sweep over a (β₁, β₂) grid -- validation, chunks, devices,
-checkpoints and progress; the cells are computed by `adamflow.phase._kernel` and analysed
-by `adamflow.phase._result`."""
+checkpoints (`adamflow.phase._checkpoint`) and progress; the cells are computed by
+`adamflow.phase._kernel` and analysed by `adamflow.phase._result`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._validate import check_choice, check_grid, check_int, check_positive
+from .._validate import check_bool, check_choice, check_grid, check_int, check_positive
 from ..problems import Problem
 from ._checkpoint import (
+    SweepInterrupted,
     checkpoint_meta,
     chunk_path,
     open_checkpoint,
     read_chunk,
+    saved_chunks,
     write_chunk,
 )
 from ._kernel import (
@@ -64,6 +66,7 @@ def phase_diagram(
     dynamics: str = "discrete",
     devices: Any = None,
     checkpoint: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
     threshold: float = 1e2,
     substeps: int = 4,
@@ -82,21 +85,35 @@ def phase_diagram(
     :math:`b = \ln(1/\beta_2)/\eta`, RK4 with ``substeps`` steps per η, the gradient of step
     n held over :math:`[(n-1)\eta, n\eta)`), in float64, and is compared with the theory
     :math:`\beta_2 > \beta_1^2` (theory/stability.md; `adamflow.phase` defines every
-    measured array, the band and the agreement).
+    measured array, the band, the non-finite cells and the agreement).
+
+    The learning rate is one constant step η for every cell and every step: a schedule is
+    not swept (``lr`` must be a number). It sets the step of θ, hence which gradients the
+    problem returns, and the time scale of the continuous flow; the stability verdicts
+    depend on (β₁, β₂) only (theory/stability.md §1).
 
     Parameters
     ----------
-    problem : an `adamflow.problems.Problem`.
+    problem : an `adamflow.problems.Problem`; its functions are checked once up front
+        (`adamflow.problems.Problem.validate`: a ``grad`` of the wrong signature or shape is
+        refused before anything is compiled).
     b1s, b2s : strictly monotone, non-empty grids in [0, 1) of β₁ (momentum) and β₂ (second
         moment), optax's ``b1`` and ``b2``.
-    steps : optimizer steps per cell (>= 1); lr : learning rate η (> 0).
+    steps : optimizer steps per cell (>= 1); lr : the constant learning rate η (> 0).
     seed : seed of the gradient randomness, shared by every cell (the key of step ``n`` is
         ``fold_in(PRNGKey(seed), n)``).
     eps : ε >= 0. threshold : a cell is measured stable when max|u| <= threshold.
     devices : JAX devices to shard the cells over (default: all), or how many to use.
-    checkpoint : a folder; each finished chunk is saved there and reused by a rerun with the
-        same parameters (a checkpoint made with other parameters is refused).
-    progress : show a tqdm bar over chunks. chunk_size : cells per chunk (default 512).
+    checkpoint : a folder (created if needed); each finished chunk is saved there. A folder
+        made with other parameters is refused; one holding finished chunks of this very
+        sweep is reused only with ``resume=True`` (else `adamflow.phase.CheckpointExists`:
+        nothing is ever deleted or mixed in silently). On ``KeyboardInterrupt`` the finished
+        chunks are on disk and `adamflow.phase.SweepInterrupted` (a ``KeyboardInterrupt``)
+        says how many.
+    resume : reuse the finished chunks in ``checkpoint`` (nothing to reuse: start afresh).
+    progress : show a tqdm bar over the cell-steps; it moves within a long chunk too (after
+        each segment of its steps, `adamflow.phase._kernel.schedule`).
+    chunk_size : cells per chunk (default 512).
     record_trace : also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
     """
     from tqdm.auto import tqdm  # here: ``import adamflow`` does not load tqdm
@@ -106,12 +123,16 @@ def phase_diagram(
     b1_grid = check_grid("b1s", b1s)
     b2_grid = check_grid("b2s", b2s)
     steps = check_int("steps", steps, 1)
+    if callable(lr):
+        raise TypeError("lr must be a number: a phase diagram sweeps a constant step, no schedule")
     lr = check_positive("lr", lr)
     seed = check_int("seed", seed, 0)
     eps = check_positive("eps", eps, allow_zero=True)
     threshold = check_positive("threshold", threshold)
     substeps = check_int("substeps", substeps, 1)
     dynamics = check_choice("dynamics", dynamics, DYNAMICS)
+    resume = check_bool("resume", resume)
+    record_trace = check_bool("record_trace", record_trace)
     device_list = _resolve_devices(devices)
     n_cells = b1_grid.size * b2_grid.size
     largest = check_int("chunk_size", chunk_size if chunk_size is not None else DEFAULT_CHUNK, 1)
@@ -130,32 +151,63 @@ def phase_diagram(
         "dynamics": dynamics,
         "substeps": substeps if dynamics == "continuous" else None,
         "threshold": threshold,
-        "record_trace": bool(record_trace),
+        "record_trace": record_trace,
     }
+    with jax.enable_x64(True):
+        problem.validate()
     folder = Path(checkpoint) if checkpoint is not None else None
     if folder is not None:
-        open_checkpoint(folder, checkpoint_meta(parameters, chunk))
+        open_checkpoint(folder, checkpoint_meta(parameters, chunk), chunks=n_chunks, resume=resume)
 
     b1_flat, b2_flat = (a.ravel() for a in np.meshgrid(b1_grid, b2_grid, indexing="ij"))
-    config = Config(problem, steps, lr, eps, seed, dynamics, substeps, bool(record_trace))
+    config = Config(problem, steps, lr, eps, seed, dynamics, substeps, record_trace)
     start = time.perf_counter()
     pieces: list[dict[str, np.ndarray]] = []
-    chunk_fn = None
-    with jax.enable_x64(True):
-        for index in tqdm(
-            range(n_chunks), desc="phase diagram", unit="chunk", disable=not progress
-        ):
-            path = chunk_path(folder, index) if folder is not None else None
-            if path is not None and path.exists():
-                pieces.append(read_chunk(path))
-                continue
-            if chunk_fn is None:
-                chunk_fn = compile_chunk_fn(config, tuple(device_list))
-            cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
-            piece = compute_chunk(chunk_fn, config, b1_flat[cells], b2_flat[cells], padded)
-            if path is not None:
-                write_chunk(path, piece)
-            pieces.append(piece)
+    runner = None
+    tables = None
+    unsaved: tuple[Path, dict[str, np.ndarray]] | None = None
+    bar = tqdm(
+        total=n_cells * steps,
+        desc="phase diagram",
+        unit="cell-step",
+        unit_scale=True,
+        disable=not progress,
+    )
+    try:
+        with jax.enable_x64(True):
+            for index in range(n_chunks):
+                cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
+                size = cells.stop - cells.start
+                path = chunk_path(folder, index) if folder is not None else None
+                if path is not None and path.exists():
+                    pieces.append(read_chunk(path))
+                    bar.update(size * steps)
+                    continue
+                if runner is None:
+                    runner = compile_chunk_fn(config, tuple(device_list), padded)
+                    tables = runner.tables()
+                assert tables is not None
+
+                def advance(k: int, size: int = size) -> None:
+                    bar.update(size * k)
+
+                piece = compute_chunk(
+                    runner, config, tables, b1_flat[cells], b2_flat[cells], padded, advance
+                )
+                if path is not None:
+                    unsaved = (path, piece)
+                    write_chunk(path, piece)
+                    unsaved = None
+                pieces.append(piece)
+    except KeyboardInterrupt as interrupt:
+        bar.close()
+        if folder is None:
+            raise
+        if unsaved is not None and not unsaved[0].exists():
+            write_chunk(*unsaved)  # a finished chunk interrupted while being written
+        raise SweepInterrupted(folder, saved_chunks(folder, n_chunks), n_chunks) from interrupt
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     raw = {key: np.concatenate([p[key] for p in pieces]) for key in CellResult._fields}
     n_trace = steps // GROWTH_BLOCK

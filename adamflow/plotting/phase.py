@@ -51,7 +51,8 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Axes) -> Figure:
     r"""Draw ``diagram`` on ``ax``: a heatmap of the measured :math:`\log_{10}\max|u|` over
     :math:`(1-\beta_1, 1-\beta_2)` on log axes, with the theoretical boundary
     :math:`\beta_2 = \beta_1^2` (theory/stability.md §1), the ε-cap band hatched
-    (theory/stability.md §2), disagreements circled, diverged cells black and Adam's
+    (theory/stability.md §2), disagreements circled, cells whose gradient went non-finite
+    crossed, diverged cells black and Adam's
     default (0.9, 0.999) starred. Returns the Figure ``ax`` belongs to."""
     fig = ax.get_figure()  # a Figure, or a SubFigure of one
     if fig is None:
@@ -89,10 +90,13 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax: Axes) -> Figure:
         )
         cell.set_hatch_linewidth(0.6)
         ax.add_patch(cell)
-    wrong = (diagram.measured_stable != diagram.theory_stable) & ~diagram.band
+    wrong = diagram.disagreement
     xx, yy = np.meshgrid(x, y, indexing="ij")
     if wrong.any():
         ax.scatter(xx[wrong], yy[wrong], s=40, facecolors="none", edgecolors="lime", lw=1.5)
+    if diagram.nonfinite.any():  # the gradient went nan/inf: no verdict, drawn as crosses
+        nonfinite = diagram.nonfinite
+        ax.scatter(xx[nonfinite], yy[nonfinite], s=30, marker="x", color="magenta", lw=1.2)
     curve_x = np.geomspace(x_edges.min(), x_edges.max(), 400)
     ax.plot(curve_x, 1.0 - (1.0 - curve_x) ** 2, color="k", lw=2.0, ls="--")
     ax.plot(1 - ADAM_DEFAULT[0], 1 - ADAM_DEFAULT[1], marker="*", ms=17, color="gold", mec="k")
