@@ -2,9 +2,11 @@
 
 python scripts/bench.py [--quick] [--json FILE] [--only NAME ...]
 python scripts/bench.py --only gpu_scale [--gpu-grid 256 --gpu-steps 10000 --gpu-dim 1000]
+python scripts/bench.py --only distributed   # 1 vs 2 local processes, transformer projection
 
 Prints a table (goals first, with whether each is met) and optionally writes the results
-as JSON. ``gpu_scale`` runs only when named; small ``--gpu-*`` sizes smoke-test it on a CPU.
+as JSON. ``gpu_scale`` and ``distributed`` run only when named; small ``--gpu-*`` sizes
+smoke-test ``gpu_scale`` on a CPU.
 """
 
 from __future__ import annotations

@@ -24,6 +24,28 @@ once the outputs are written. On Ctrl-C the script prints how many chunks are sa
 command that resumes (the same flags with --resume), and exits with status 130. A rerun
 without --resume refuses to start while that folder holds finished chunks (it never deletes
 them): add --resume to reuse them, or remove the folder to start over.
+
+Several processes (``jax.distributed``; see ``adamflow.phase``): each computes its
+share of the chunks on its own devices (the unfinished chunks round-robin), the finished
+chunks are gathered after each round with JAX's collectives, and process 0 alone writes the
+checkpoint and the outputs -- bit for bit those of one process. A checkpoint made with any
+number of processes resumes with any other (--resume).
+
+    # N local processes (coordinator on 127.0.0.1 at a free port), for tests and small
+    # machines; on a CPU each process has one device:
+    python scripts/phase_diagram.py --processes 2 --grid 64 --out /tmp/maps
+
+    # a cluster: one process per task of the usual launcher, coordinator from the
+    # environment (--distributed). Under SLURM JAX detects everything itself:
+    srun -N 4 -n 4 --kill-on-bad-exit=1 python scripts/phase_diagram.py --distributed \
+        --grid 256 --steps 10000 --out /shared/maps
+    # any other launcher: set the coordinator, the count and the index of each process:
+    JAX_COORDINATOR_ADDRESS=host0:12345 JAX_NUM_PROCESSES=4 JAX_PROCESS_ID=$RANK \
+        python scripts/phase_diagram.py --distributed --grid 256 --out /shared/maps
+
+If one process fails the others are stopped (--processes kills them; under srun use
+--kill-on-bad-exit=1); rerun the same command with --resume to continue from the chunks
+process 0 saved.
 """
 
 from __future__ import annotations
@@ -175,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="reuse the finished chunks of an interrupted run"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--processes",
+        type=integer(1),
+        default=1,
+        help="launch N local processes of one jax.distributed run (default 1: no launch)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a jax.distributed run: coordinator from JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or the cluster (SLURM, Open MPI, ...)",
+    )
     group = parser.add_argument_group(
         "problem parameters", "keyword arguments of the chosen problem (default: its own)"
     )
@@ -246,6 +280,41 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.processes > 1:
+        if args.distributed:
+            parser.error("argument --processes: not with --distributed (it launches them)")
+        return launch(argv, args.processes)
+    if args.distributed:
+        from adamflow import phase
+
+        phase.initialize_distributed()
+        return phase.exit_hard_on_error(lambda: _main(parser, args, argv))
+    return _main(parser, args, argv)
+
+
+def launch(argv: list[str], processes: int) -> dict[str, object]:
+    """Run this script with ``argv`` in ``processes`` local processes of one
+    ``jax.distributed`` run (`adamflow.phase.launch_local`); exits with the first failing
+    process's status."""
+    from adamflow import phase
+
+    flags: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            flags.append(arg)
+    command = [sys.executable, str(Path(__file__).resolve()), *flags, "--distributed"]
+    status = phase.launch_local(command, processes)
+    if status:
+        raise SystemExit(status)
+    return {"processes": processes}
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> Any:
     start = time.perf_counter()
     from adamflow import phase
 
@@ -260,6 +329,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     try:
         return _run(parser, args, problem, b1s, b2s, steps, lr, checkpoint, start)
     except KeyboardInterrupt as interrupt:
+        if args.distributed:
+            raise
         total = getattr(interrupt, "total", None)
         saved = getattr(interrupt, "saved", None)
         if saved is None:
@@ -318,6 +389,10 @@ def _run(
             f"{', '.join(error.differing)}): rerun that run's command with --resume, or "
             "remove the folder"
         )
+    import jax
+
+    if jax.process_index() != 0:
+        return dict(diagram.summary())  # process 0 writes the outputs
     write_phase_diagram(diagram, draw_phase_diagram_figure(diagram), args.out)
     phase.clear_checkpoint(checkpoint)
     summary: dict[str, object] = dict(diagram.summary())

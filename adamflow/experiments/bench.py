@@ -20,6 +20,10 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
   grow 500 → 1000 → 2000.
 - ``corrected_vs_discrete``: the corrected flow at the loosest tolerance that matches the
   discrete run to 1e-4 relative, against running the discrete optimizer.
+- ``distributed`` (on demand only, ``--only distributed``): the sweep in 1 and 2 local
+  ``jax.distributed`` processes (element-steps per second, their ratio), and the projected
+  per-device time of a 256² × 10⁴ sweep of a small transformer, from the measured cost
+  of one of its Adam steps per parameter element.
 - ``gpu_scale`` (on demand only, ``--only gpu_scale``): the sweep and the minimal kernel at
   GPU scale (by default a 256 × 256 grid, 10⁴ steps, 10³ dimensions).
 """
@@ -432,6 +436,173 @@ def bench_gpu_scale(options: BenchOptions) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- distributed
+
+#: The distributed benchmark's sweep: grid side, steps, cells per chunk (4 chunks).
+DISTRIBUTED_SWEEP = (32, 2000, 256)
+
+
+def distributed_worker() -> None:
+    """One process of `bench_distributed` (``python -c``): joins the ``jax.distributed``
+    run `launch_local` set up, runs the sweep once to compile, then once timed, and process
+    0 prints ``{"elapsed_s": ...}`` as its last line."""
+    import json
+
+    from ..phase import _distributed
+
+    _distributed.initialize_distributed()
+
+    def run() -> None:
+        side, steps, chunk = DISTRIBUTED_SWEEP
+        b1s, b2s = default_grid(side)
+        problem = problems.sparse()
+        lr = float(DEFAULT_RUNS["sparse"]["lr"])
+        _sweep(problem, b1s, b2s, steps=steps, lr=lr, chunk_size=chunk)
+        diagram = _sweep(problem, b1s, b2s, steps=steps, lr=lr, chunk_size=chunk)
+        if jax.process_index() == 0:
+            print(json.dumps({"elapsed_s": diagram.elapsed}), flush=True)
+
+    _distributed.exit_hard_on_error(run)
+
+
+def _distributed_elapsed(processes: int) -> float:
+    import json
+    import os
+    import tempfile
+
+    from ..phase import _distributed
+
+    code = "from adamflow.experiments.bench import distributed_worker; distributed_worker()"
+    with tempfile.TemporaryFile("w+") as log:
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+        # launch_local's children write to our stdout: send it to the log meanwhile.
+        saved = os.dup(1)
+        try:
+            os.dup2(log.fileno(), 1)
+            status = _distributed.launch_local([sys.executable, "-c", code], processes, env=env)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        lines = [line for line in log.read().splitlines() if line.startswith("{")]
+    if status or not lines:
+        raise RuntimeError(f"the {processes}-process sweep failed (status {status})")
+    return float(json.loads(lines[-1])["elapsed_s"])
+
+
+#: The small transformer of the projection: layers, width, heads, sequence, vocabulary.
+TRANSFORMER = {"layers": 2, "width": 128, "heads": 4, "sequence": 64, "vocabulary": 256}
+
+
+def _transformer_loss() -> tuple[Callable[[Any, Any], Any], Any, Any]:
+    """A small decoder-only transformer (`TRANSFORMER`; pre-norm attention + MLP, tied
+    embedding), its parameters and one batch of 8 token sequences."""
+    cfg = TRANSFORMER
+    width, heads, seq, vocab = cfg["width"], cfg["heads"], cfg["sequence"], cfg["vocabulary"]
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 8 * cfg["layers"] + 4))
+
+    def dense(n_in: int, n_out: int) -> jax.Array:
+        return jax.random.normal(next(keys), (n_in, n_out)) / math.sqrt(n_in)
+
+    params = {
+        "embed": jax.random.normal(next(keys), (vocab, width)) * 0.02,
+        "pos": jax.random.normal(next(keys), (seq, width)) * 0.02,
+        "layers": [
+            {
+                "qkv": dense(width, 3 * width),
+                "out": dense(width, width),
+                "up": dense(width, 4 * width),
+                "down": dense(4 * width, width),
+            }
+            for _ in range(cfg["layers"])
+        ],
+    }
+    tokens = jax.random.randint(next(keys), (8, seq + 1), 0, vocab)
+
+    def norm(x: jax.Array) -> jax.Array:
+        return (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+    def loss(p: Any, batch: jax.Array) -> jax.Array:
+        x = p["embed"][batch[:, :-1]] + p["pos"]
+        mask = jnp.tril(jnp.ones((seq, seq), bool))
+        for layer in p["layers"]:
+            q, k, v = jnp.split(norm(x) @ layer["qkv"], 3, axis=-1)
+            split = lambda t: t.reshape(t.shape[0], seq, heads, -1)  # noqa: E731
+            att = jnp.einsum("bqhd,bkhd->bhqk", split(q), split(k)) / math.sqrt(width // heads)
+            att = jax.nn.softmax(jnp.where(mask, att, -1e9), axis=-1)
+            mixed = jnp.einsum("bhqk,bkhd->bqhd", att, split(v)).reshape(x.shape)
+            x = x + mixed @ layer["out"]
+            x = x + jax.nn.gelu(norm(x) @ layer["up"]) @ layer["down"]
+        logits = norm(x) @ p["embed"].T
+        target = batch[:, 1:]
+        picked = jnp.take_along_axis(jax.nn.log_softmax(logits), target[..., None], -1)
+        return -jnp.mean(picked)
+
+    return loss, params, tokens
+
+
+def bench_distributed(options: BenchOptions) -> dict[str, Any]:
+    r"""The sweep across processes and the cost of a transformer-sized sweep.
+
+    - 1 and 2 local ``jax.distributed`` CPU processes (`launch_local`) run the same sweep
+      (sparse problem, `DISTRIBUTED_SWEEP`: 32² cells, 2000 steps, 4 chunks of 256 cells);
+      each run compiles first and is timed on a second sweep (process start, compilation
+      and the coordinator excluded). ``distributed_2_vs_1`` = 1-process time / 2-process
+      time: the speed-up of a second process (at most 2; on a machine whose cores are
+      already busy, less).
+    - The projection: one Adam step (gradient + update, float32, jitted ``lax.scan`` of
+      20 steps) of a small transformer (`TRANSFORMER`, batch 8) is timed, giving seconds
+      per parameter element-step; a 256² × 10⁴ sweep of it is
+      :math:`256^2 \cdot 10^4 \cdot n_	ext{params}` element-steps, so its cost on one
+      device of this kind is that product × the measured cost (a sweep vmaps the cells,
+      which amortizes better than this one-cell timing on a GPU: an upper bound there,
+      device-hours ``/ D`` on ``D`` devices, since cells never talk to each other).
+    """
+    side, steps, chunk = DISTRIBUTED_SWEEP
+    work = element_steps(problems.sparse(), side * side, steps)
+    one = _distributed_elapsed(1)
+    two = _distributed_elapsed(2)
+
+    loss, params, batch = _transformer_loss()
+    n_params = sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+    opt = Adam(1e-3).as_optax()
+    n_steps = 20
+
+    @jax.jit
+    def train(p: Any) -> Any:
+        def step(carry: Any, _: Any) -> Any:
+            p, state = carry
+            grads = jax.grad(loss)(p, batch)
+            updates, state = opt.update(grads, state, p)
+            return (jax.tree_util.tree_map(jnp.add, p, updates), state), None
+
+        return jax.lax.scan(step, (p, opt.init(p)), None, length=n_steps)[0][0]
+
+    with jax.enable_x64(False):
+        params32 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
+        cold, warm = cold_and_warm(lambda: train(params32), 1 if options.quick else 3)
+    per_element_step = warm / (n_steps * n_params)
+    sweep_element_steps = 256**2 * 10**4 * n_params
+    projected = sweep_element_steps * per_element_step
+    return {
+        "distributed_grid": f"{side}x{side}",
+        "distributed_steps": steps,
+        "distributed_chunk": chunk,
+        "distributed_element_steps": work,
+        "distributed_1_process_s": one,
+        "distributed_2_process_s": two,
+        "distributed_1_process_element_steps_per_s": work / one,
+        "distributed_2_process_element_steps_per_s": work / two,
+        "distributed_2_vs_1": one / two,
+        "transformer_params": n_params,
+        "transformer_step_cold_s": cold,
+        "transformer_step_s": warm / n_steps,
+        "transformer_ns_per_element_step": 1e9 * per_element_step,
+        "transformer_sweep_256x256x1e4_element_steps": float(sweep_element_steps),
+        "transformer_sweep_256x256x1e4_device_hours": projected / 3600,
+    }
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -444,9 +615,10 @@ BENCHMARKS: dict[str, Callable[[BenchOptions], dict[str, Any]]] = {
     "corrected_vs_discrete": bench_corrected_vs_discrete,
     "import": bench_import,
     "gpu_scale": bench_gpu_scale,
+    "distributed": bench_distributed,
 }
-#: What runs when no benchmark is named (``gpu_scale`` only on demand).
-DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "gpu_scale")
+#: What runs when no benchmark is named (``gpu_scale`` and ``distributed`` only on demand).
+DEFAULT_BENCHMARKS = tuple(n for n in BENCHMARKS if n not in ("gpu_scale", "distributed"))
 
 
 def goal_status(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,11 @@ chunk; the numbers do not depend on the cut. Each finished chunk can be
 written to a checkpoint folder (`adamflow.phase._checkpoint`); a rerun with the same
 parameters and ``resume=True`` loads finished chunks instead of recomputing them, and never
 deletes or silently reuses them without it (`CheckpointExists`, `SweepInterrupted`).
+Across processes (``jax.distributed``, `initialize_distributed`; `launch_local` starts N
+local ones) each process computes its share of the chunks, the finished chunks are
+gathered with JAX's collectives and process 0 writes the checkpoint; the arrays are bit for
+bit those of one process, and any number of processes resumes any checkpoint
+(`adamflow.phase._distributed`).
 
 What is measured in each cell (arrays indexed ``[b1, b2]``):
 
@@ -61,6 +66,9 @@ from ._checkpoint import CheckpointExists as CheckpointExists
 from ._checkpoint import CheckpointMismatch as CheckpointMismatch
 from ._checkpoint import SweepInterrupted as SweepInterrupted
 from ._checkpoint import clear_checkpoint as clear_checkpoint
+from ._distributed import exit_hard_on_error as exit_hard_on_error
+from ._distributed import initialize_distributed as initialize_distributed
+from ._distributed import launch_local as launch_local
 from ._grids import DEFAULT_B1_RANGE as DEFAULT_B1_RANGE
 from ._grids import DEFAULT_B2_RANGE as DEFAULT_B2_RANGE
 from ._grids import DEFAULT_GRID as DEFAULT_GRID

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._validate import check_bool, check_choice, check_grid, check_int, check_positive
 from ..problems import Problem
+from . import _distributed
 from ._checkpoint import (
     SweepInterrupted,
     checkpoint_meta,
@@ -38,13 +39,14 @@ DEFAULT_CHUNK = 512
 
 
 def _resolve_devices(devices: Any) -> list[Any]:
-    """``None``: every JAX device; an integer ``d``: the first ``d``; else the devices given."""
+    """``None``: every JAX device of this process; an integer ``d``: the first ``d``; else
+    the devices given."""
     if devices is None:
-        return list(jax.devices())
+        return list(jax.local_devices())
     if isinstance(devices, bool):
         raise TypeError(f"devices must be None, a number of devices or devices, got {devices!r}")
     if isinstance(devices, (int, np.integer)):
-        available = jax.devices()
+        available = jax.local_devices()
         if not 1 <= devices <= len(available):
             raise ValueError(f"devices must be between 1 and {len(available)}, got {devices}")
         return list(available[: int(devices)])
@@ -103,7 +105,8 @@ def phase_diagram(
     seed : seed of the gradient randomness, shared by every cell (the key of step ``n`` is
         ``fold_in(PRNGKey(seed), n)``).
     eps : ε >= 0. threshold : a cell is measured stable when max|u| <= threshold.
-    devices : JAX devices to shard the cells over (default: all), or how many to use.
+    devices : JAX devices to shard the cells over (default: all of this process's), or how
+        many to use.
     checkpoint : a folder (created if needed); each finished chunk is saved there. A folder
         made with other parameters is refused; one holding finished chunks of this very
         sweep is reused only with ``resume=True`` (else `adamflow.phase.CheckpointExists`:
@@ -115,6 +118,13 @@ def phase_diagram(
         each segment of its steps, `adamflow.phase._kernel.schedule`).
     chunk_size : cells per chunk (default 512).
     record_trace : also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
+
+    Across processes: once ``jax.distributed`` is initialized
+    (`adamflow.phase.initialize_distributed`), call this in every process with the same
+    arguments; the unfinished chunks are dealt round-robin over the processes (each on its
+    own devices), gathered after each round, and every process returns the whole diagram,
+    bit for bit the one process's. Process 0 alone opens and writes ``checkpoint``, which
+    any number of processes can resume (`adamflow.phase._distributed`).
     """
     from tqdm.auto import tqdm  # here: ``import adamflow`` does not load tqdm
 
@@ -156,8 +166,15 @@ def phase_diagram(
     with jax.enable_x64(True):
         problem.validate()
     folder = Path(checkpoint) if checkpoint is not None else None
-    if folder is not None:
-        open_checkpoint(folder, checkpoint_meta(parameters, chunk), chunks=n_chunks, resume=resume)
+    n_processes, process = _distributed.processes()
+    saved: list[int] = []
+    if n_processes == 1:
+        if folder is not None:
+            meta = checkpoint_meta(parameters, chunk)
+            open_checkpoint(folder, meta, chunks=n_chunks, resume=resume)
+    else:
+        saved = _open_shared(folder, checkpoint_meta(parameters, chunk), n_chunks, resume)
+        progress = progress and process == 0
 
     b1_flat, b2_flat = (a.ravel() for a in np.meshgrid(b1_grid, b2_grid, indexing="ij"))
     config = Config(problem, steps, lr, eps, seed, dynamics, substeps, record_trace)
@@ -173,9 +190,49 @@ def phase_diagram(
         unit_scale=True,
         disable=not progress,
     )
+
+    def compute(index: int) -> dict[str, np.ndarray]:
+        nonlocal runner, tables
+        cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
+        size = cells.stop - cells.start
+        if runner is None:
+            runner = compile_chunk_fn(config, tuple(device_list), padded)
+            tables = runner.tables()
+        assert tables is not None
+
+        def advance(k: int) -> None:
+            bar.update(size * k)
+
+        return compute_chunk(
+            runner, config, tables, b1_flat[cells], b2_flat[cells], padded, advance
+        )
+
+    def save(index: int, piece: dict[str, np.ndarray]) -> None:
+        nonlocal unsaved
+        assert folder is not None
+        unsaved = (chunk_path(folder, index), piece)
+        write_chunk(*unsaved)
+        unsaved = None
+
+    def load(index: int) -> dict[str, np.ndarray]:
+        assert folder is not None
+        return read_chunk(chunk_path(folder, index))
+
+    def arrived(index: int) -> None:
+        bar.update((min((index + 1) * chunk, n_cells) - index * chunk) * steps)
+
     try:
         with jax.enable_x64(True):
-            for index in range(n_chunks):
+            if n_processes > 1:
+                pieces = _distributed.run_chunks(
+                    n_chunks,
+                    saved,
+                    load=load,
+                    compute=compute,
+                    save=save if folder is not None and process == 0 else None,
+                    done=arrived,
+                )
+            for index in range(n_chunks if n_processes == 1 else 0):
                 cells = slice(index * chunk, min((index + 1) * chunk, n_cells))
                 size = cells.stop - cells.start
                 path = chunk_path(folder, index) if folder is not None else None
@@ -183,25 +240,13 @@ def phase_diagram(
                     pieces.append(read_chunk(path))
                     bar.update(size * steps)
                     continue
-                if runner is None:
-                    runner = compile_chunk_fn(config, tuple(device_list), padded)
-                    tables = runner.tables()
-                assert tables is not None
-
-                def advance(k: int, size: int = size) -> None:
-                    bar.update(size * k)
-
-                piece = compute_chunk(
-                    runner, config, tables, b1_flat[cells], b2_flat[cells], padded, advance
-                )
+                piece = compute(index)
                 if path is not None:
-                    unsaved = (path, piece)
-                    write_chunk(path, piece)
-                    unsaved = None
+                    save(index, piece)
                 pieces.append(piece)
     except KeyboardInterrupt as interrupt:
         bar.close()
-        if folder is None:
+        if folder is None or process != 0:
             raise
         if unsaved is not None and not unsaved[0].exists():
             write_chunk(*unsaved)  # a finished chunk interrupted while being written
@@ -212,7 +257,9 @@ def phase_diagram(
     raw = {key: np.concatenate([p[key] for p in pieces]) for key in CellResult._fields}
     n_trace = steps // GROWTH_BLOCK
     trace_steps = GROWTH_BLOCK * (1 + np.arange(n_trace)) if record_trace else None
-    parameters["devices"] = len(device_list)
+    parameters["devices"] = len(device_list) * n_processes
+    if n_processes > 1:
+        parameters["processes"] = n_processes
     parameters["chunk_size"] = chunk
     return analyse(
         b1_grid,
@@ -224,3 +271,24 @@ def phase_diagram(
         elapsed=elapsed,
         trace_steps=trace_steps,
     )
+
+
+def _open_shared(folder: Path | None, meta: dict[str, Any], chunks: int, resume: bool) -> list[int]:
+    """Process 0 opens the checkpoint (`open_checkpoint`) and tells every process which
+    chunks are finished there; a refusal is raised in process 0 as itself and in the others
+    as a ``RuntimeError`` quoting it (so that no process waits for the others forever)."""
+    error: BaseException | None = None
+    status: dict[str, Any] = {"saved": [], "error": None}
+    if jax.process_index() == 0 and folder is not None:
+        try:
+            open_checkpoint(folder, meta, chunks=chunks, resume=resume)
+            status["saved"] = [i for i in range(chunks) if chunk_path(folder, i).is_file()]
+        except Exception as refused:
+            error = refused
+            status["error"] = f"{type(refused).__name__}: {refused}"
+    status = _distributed.broadcast_json(status)
+    if error is not None:
+        raise error
+    if status["error"] is not None:
+        raise RuntimeError(f"process 0 refused the checkpoint: {status['error']}")
+    return [int(i) for i in status["saved"]]
