@@ -68,6 +68,18 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.paper_fig1:paper_fig1_experiment",
         "adamflow.plotting.paper_fig1:draw_paper_fig1",
     ),
+    "paper_fig3_generalization": (
+        "adamflow.experiments.paper_figs:paper_fig3_generalization_experiment",
+        "adamflow.plotting.paper_figs:draw_paper_fig3_generalization",
+    ),
+    "paper_fig4_kadam": (
+        "adamflow.experiments.paper_figs:paper_fig4_kadam_experiment",
+        "adamflow.plotting.paper_figs:draw_paper_fig4_kadam",
+    ),
+    "paper_assumptions": (
+        "adamflow.experiments.paper_figs:paper_assumptions_experiment",
+        "adamflow.plotting.paper_figs:draw_paper_assumptions",
+    ),
 }
 
 
