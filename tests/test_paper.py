@@ -114,3 +114,17 @@ def test_three_conventions_three_criteria():
         )
     C = sym.paper_criterion()
     assert float(C.subs({beta_1: 0.5, beta_2: 0.1})) == pytest.approx(-7.0, rel=1e-14)
+
+
+@pytest.mark.slow
+def test_paper_flows_figure_data():
+    from adamflow.experiments.paper_flows import paper_flows_experiment
+
+    fits = paper_flows_experiment(quick=True).data
+    for name in ("Adam", "AdamW"):
+        corrected = np.array(fits[name]["corrected/exact"]["errors"])
+        for key, fit in fits[name].items():
+            errors = np.array(fit["errors"])
+            assert errors.size == 2 and np.all(np.isfinite(errors)), (name, key)
+            if key != "corrected/exact":
+                assert np.all(corrected < errors / 20), (name, key)

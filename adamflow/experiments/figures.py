@@ -68,6 +68,10 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.paper_fig1:paper_fig1_experiment",
         "adamflow.plotting.paper_fig1:draw_paper_fig1",
     ),
+    "paper_flows": (
+        "adamflow.experiments.paper_flows:paper_flows_experiment",
+        "adamflow.plotting.paper_flows:draw_paper_flows",
+    ),
     "paper_fig3_generalization": (
         "adamflow.experiments.paper_figs:paper_fig3_generalization_experiment",
         "adamflow.plotting.paper_figs:draw_paper_fig3_generalization",
