@@ -10,13 +10,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adamflow import problems
+from adamflow import _optimizers, problems
 from adamflow.experiments.phase_baselines import element_steps, minimal_kernel, optax_loop_point
 from adamflow.phase import (
     BAND_MARGIN,
@@ -570,3 +571,68 @@ def test_long_default_sweep_agrees_everywhere_outside_the_band() -> None:
     d = phase_diagram(SPARSE, b1s, b2s, steps=12_000, lr=1e-2, progress=False)
     assert d.agreement == 1.0, d.summary()
     assert d.summary()["nonfinite_cells"] == 0 and d.band_cells < 0.11 * d.cells
+
+
+def test_weight_decay_runs_adamw_cells_and_is_recorded(tmp_path: Path) -> None:
+    plain = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, **TINY)
+    decayed = phase_diagram(SPARSE, TINY_B1S, TINY_B2S, weight_decay=0.5, **TINY)
+    assert plain.parameters["weight_decay"] == 0.0
+    assert decayed.parameters["weight_decay"] == 0.5
+    assert not np.array_equal(plain.max_update, decayed.max_update)
+    assert not np.array_equal(plain.final_loss, decayed.final_loss)
+    np.testing.assert_array_equal(plain.theory_stable, decayed.theory_stable)
+    # The cells are AdamW: one cell against adamflow's own AdamW loop.
+    spec = _af_adamw(TINY_B1S[2], TINY_B2S[1], 0.5)
+    theta = jnp.asarray(SPARSE.theta0, jnp.float64)
+    with jax.enable_x64(True):
+        state = _optimizers.init_state(1, theta)
+        largest = 0.0
+        for n in range(1, TINY["steps"] + 1):
+            key = jax.random.fold_in(jax.random.PRNGKey(0), n)
+            g = SPARSE.step_gradient(theta, key, jnp.int32(n))
+            state, u = _optimizers.cascade_step(spec, state, g)
+            theta = _optimizers.parameter_step(spec, theta, u)
+            largest = max(largest, float(jnp.max(jnp.abs(u))))
+    np.testing.assert_allclose(decayed.max_update[2, 1], largest, rtol=1e-9)
+    # Recorded in the checkpoint: a folder made without weight decay is refused with it.
+    folder = tmp_path / "ck"
+    phase_diagram(SPARSE, TINY_B1S, TINY_B2S, checkpoint=folder, **TINY)
+    with pytest.raises(CheckpointMismatch):
+        phase_diagram(
+            SPARSE, TINY_B1S, TINY_B2S, checkpoint=folder, resume=True, weight_decay=0.5, **TINY
+        )
+    with pytest.raises(ValueError, match="weight_decay"):
+        phase_diagram(SPARSE, TINY_B1S, TINY_B2S, weight_decay=-1.0, **TINY)
+
+
+def _af_adamw(b1: float, b2: float, weight_decay: float) -> Any:
+    from adamflow import AdamW
+
+    return AdamW(TINY["lr"], float(b1), float(b2), 1e-8, weight_decay)
+
+
+def test_continuous_convention_sets_the_flow_rates_and_the_theory() -> None:
+    from adamflow import stability
+
+    # At β₁ = 0.5 the boundaries differ: β₂ > 0.25 (exact), > 0 (Euler), > 1/3 (paper).
+    b1s, b2s = np.array([0.5, 0.9]), np.array([0.2, 0.3, 0.5])
+    run = {"steps": 240, "lr": 1e-2, "eps": 0.0, "progress": False, "dynamics": "continuous"}
+    run["substeps"] = 16  # the paper rate b = 4/η at β₂ = 0.2: RK4 needs short steps
+    problem = problems.switch_off(n0=160)
+    exact = phase_diagram(problem, b1s, b2s, **run)
+    paper = phase_diagram(problem, b1s, b2s, convention="paper", **run)
+    assert paper.parameters["convention"] == "paper"
+    assert exact.parameters["convention"] == "exact"
+    b1, b2 = np.meshgrid(b1s, b2s, indexing="ij")
+    np.testing.assert_array_equal(paper.theory_stable, stability.is_stable(b1, b2, "paper"))
+    np.testing.assert_array_equal(paper.theory_growth, stability.log_growth(b1, b2, "paper"))
+    # (0.5, 0.3): stable for the exact flow, growing at |C|/2 = 1/6 per step for the paper's.
+    assert exact.growth_rate[0, 1] < 0 < paper.growth_rate[0, 1]
+    np.testing.assert_allclose(paper.growth_rate[0, 1], 1 / 6, rtol=2e-3)
+    np.testing.assert_allclose(exact.growth_rate, exact.theory_growth, rtol=2e-3)
+    np.testing.assert_allclose(paper.growth_rate, paper.theory_growth, rtol=2e-3)
+    assert exact.measured_stable[0, 1] and not paper.measured_stable[0, 1]
+    with pytest.raises(ValueError, match="convention"):
+        phase_diagram(problem, b1s, b2s, convention="paper", **{**run, "dynamics": "discrete"})
+    with pytest.raises(ValueError, match="convention"):
+        phase_diagram(problem, b1s, b2s, convention="backward", **run)

@@ -68,9 +68,17 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.paper_fig1:paper_fig1_experiment",
         "adamflow.plotting.paper_fig1:draw_paper_fig1",
     ),
+    "paper_fig2_stability": (
+        "adamflow.experiments.paper_fig2:paper_fig2_stability_experiment",
+        "adamflow.plotting.paper_fig2:draw_paper_fig2_stability",
+    ),
     "paper_flows": (
         "adamflow.experiments.paper_flows:paper_flows_experiment",
         "adamflow.plotting.paper_flows:draw_paper_flows",
+    ),
+    "paper_reviewers": (
+        "adamflow.experiments.reviewers:paper_reviewers_experiment",
+        "adamflow.plotting.reviewers:draw_paper_reviewers",
     ),
     "paper_fig3_generalization": (
         "adamflow.experiments.paper_figs:paper_fig3_generalization_experiment",

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import _rules
 from .._flows import FlowState, flow_params, flow_update, initial_state, leading_field
-from .._optimizers import Adam, KAdam, cascade_step, init_state, parameter_step, stack_specs
+from .._optimizers import Adam, AdamW, KAdam, cascade_step, init_state, parameter_step, stack_specs
 from .._trajectory import PyTree
 from ..problems import Problem
 
@@ -41,6 +41,8 @@ GROWTH_BLOCK = 8
 CLEAN_FACTOR = 1e3
 #: The dynamics a sweep can run: the discrete optimizer or its leading-order flow.
 DYNAMICS = ("discrete", "continuous")
+#: The moment-rate conventions of the continuous flow (`adamflow._flows.flow_params`).
+CONVENTIONS = ("exact", "euler", "paper")
 #: At most this many segments (jitted calls, progress updates) per chunk.
 SEGMENTS_PER_CHUNK = 16
 #: Element-steps (cells × parameter elements × steps) of a segment, at least: about 0.3 s on
@@ -108,6 +110,8 @@ class Config:
     dynamics: str
     substeps: int
     record_trace: bool
+    weight_decay: float = 0.0
+    convention: str = "exact"
 
 
 class Schedule(NamedTuple):
@@ -257,7 +261,7 @@ def make_cell_fns(config: Config, plan: Schedule) -> CellFns:
 
             return (theta0, init_state(1, theta0)), advance, parts
 
-        params = flow_params(spec, "exact")
+        params = flow_params(spec, config.convention)
         h = lr / config.substeps
 
         def advance_flow(state: Any, n: Any, grad_fn: Callable[[PyTree], PyTree]) -> Any:
@@ -570,9 +574,10 @@ def compute_chunk(
     padded: int,
     on_steps: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run one chunk: the cells ``(b1s[i], b2s[i])`` as stacked Adam specs
-    (`adamflow.stack_specs`), padded to ``padded`` cells (a multiple of the device count) by
-    repeating the last cell; returns the unpadded `CellResult` fields as NumPy arrays.
+    """Run one chunk: the cells ``(b1s[i], b2s[i])`` as stacked Adam specs (AdamW ones with
+    ``config.weight_decay > 0``; `adamflow.stack_specs`), padded to ``padded`` cells (a
+    multiple of the device count) by repeating the last cell; returns the unpadded
+    `CellResult` fields as NumPy arrays.
 
     ``on_steps(k)`` is called as the chunk's cells finish each further ``k`` steps (once
     per segment: segment ``i`` is reported when it is done, while segment ``i + 1`` runs)."""
@@ -580,7 +585,14 @@ def compute_chunk(
     pad = padded - size
     b = np.concatenate([b1s, np.full(pad, b1s[-1])])
     g = np.concatenate([b2s, np.full(pad, b2s[-1])])
-    specs = stack_specs([Adam(config.lr, b1, b2, config.eps) for b1, b2 in zip(b, g, strict=True)])
+    if config.weight_decay > 0:
+        cells = [
+            AdamW(config.lr, b1, b2, config.eps, config.weight_decay)
+            for b1, b2 in zip(b, g, strict=True)
+        ]
+    else:
+        cells = [Adam(config.lr, b1, b2, config.eps) for b1, b2 in zip(b, g, strict=True)]
+    specs = stack_specs(cells)
     plan = runner.schedule
     carry = runner.init(specs)
     traces = []

@@ -20,11 +20,12 @@ from .. import _io, stability
 BAND_MARGIN = 2.0
 
 
-def theory_growth(b1: Any, b2: Any) -> np.ndarray:
+def theory_growth(b1: Any, b2: Any, convention: str = "exact") -> np.ndarray:
     r"""Per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
     negligible, bias corrections settled), signed: `adamflow.stability.log_growth`,
-    :math:`\ln(\beta_1/\sqrt{\beta_2})` (theory/stability.md §1), as an array."""
-    return np.asarray(stability.log_growth(b1, b2), dtype=np.float64)
+    :math:`\ln(\beta_1/\sqrt{\beta_2})` (theory/stability.md §1) in the default
+    convention, as an array."""
+    return np.asarray(stability.log_growth(b1, b2, convention), dtype=np.float64)
 
 
 def silent_update(b1: Any, b2: Any, m0: Any, v0: Any, start: Any, k: Any, eps: float) -> Any:
@@ -287,6 +288,7 @@ def analyse(
     parameters: dict[str, Any],
     elapsed: float,
     trace_steps: np.ndarray | None,
+    convention: str = "exact",
 ) -> PhaseDiagram:
     r"""Turn raw per-cell measurements (flat, cells in ``[b1, b2]`` order) into the verdicts
     (theory/stability.md §1-2):
@@ -301,7 +303,11 @@ def analyse(
     - the band: theory-unstable cells, not non-finite, whose `predicted_peak` stays below
       ``threshold`` × `BAND_MARGIN`;
     - ``agreement``: the fraction of the cells neither in the band nor non-finite where the
-      two verdicts agree (NaN when there is none)."""
+      two verdicts agree (NaN when there is none).
+
+    ``convention`` (a continuous sweep's moment rates) selects the theory of
+    ``theory_stable`` and ``theory_growth``; `predicted_peak` (hence the band) stays the
+    discrete one's."""
     shape = (b1s.size, b2s.size)
     grid = {key: value.reshape(shape + value.shape[1:]) for key, value in raw.items()}
     b1, b2 = np.meshgrid(b1s, b2s, indexing="ij")
@@ -313,7 +319,7 @@ def analyse(
         grad_scale = np.sqrt(grid["grad_sq_sum"] / grid["grad_count"])
     growth_rate = np.where(grid["growth_steps"] > 0, growth_rate, np.nan)
     grad_scale = np.where(grid["grad_count"] > 0, grad_scale, np.nan)
-    stable_theory = np.asarray(stability.is_stable(b1, b2), dtype=bool)
+    stable_theory = np.asarray(stability.is_stable(b1, b2, convention), dtype=bool)
     peak = predicted_peak(
         b1,
         b2,
@@ -342,7 +348,7 @@ def analyse(
         longest_silence=grid["longest_silence"],
         grad_scale=grad_scale,
         theory_stable=stable_theory,
-        theory_growth=theory_growth(b1, b2),
+        theory_growth=theory_growth(b1, b2, convention),
         predicted_peak=peak,
         band=band,
         measured_stable=measured,

@@ -25,6 +25,7 @@ from ._checkpoint import (
     write_chunk,
 )
 from ._kernel import (
+    CONVENTIONS,
     DYNAMICS,
     GROWTH_BLOCK,
     CellResult,
@@ -74,6 +75,8 @@ def phase_diagram(
     substeps: int = 4,
     chunk_size: int | None = None,
     record_trace: bool = False,
+    weight_decay: float = 0.0,
+    convention: str = "exact",
 ) -> PhaseDiagram:
     r"""Run Adam on ``problem`` for every (β₁, β₂) of the grid and map where it stays bounded.
 
@@ -118,6 +121,17 @@ def phase_diagram(
         each segment of its steps, `adamflow.phase._kernel.schedule`).
     chunk_size : cells per chunk (default 512).
     record_trace : also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
+    weight_decay : decoupled weight decay λ >= 0: every cell runs
+        ``adamflow.AdamW(lr, b1, b2, eps, weight_decay)`` (:math:`\theta_n = \theta_{n-1} -
+        \eta(u_n + \lambda\theta_{n-1})`, flow :math:`\dot\theta = -(u + \lambda\theta)`)
+        instead of ``adamflow.Adam`` (0, the default). The theory columns do not depend on it.
+    convention : the moment rates of the continuous flow (``dynamics="continuous"`` only):
+        ``"exact"`` (default, :math:`a = \ln(1/\beta_1)/\eta`), ``"euler"``
+        (:math:`(1-\beta_1)/\eta`) or ``"paper"`` (:math:`(1-\beta_1)/(\beta_1\eta)`,
+        reconstructed, theory §6), via `adamflow._flows.flow_params`; the theory columns
+        ``theory_stable`` and ``theory_growth`` then use that convention
+        (`adamflow.stability.is_stable`, `adamflow.stability.log_growth`). The discrete
+        optimizer has no convention: anything but ``"exact"`` is refused with it.
 
     Across processes: once ``jax.distributed`` is initialized
     (`adamflow.phase.initialize_distributed`), call this in every process with the same
@@ -141,6 +155,13 @@ def phase_diagram(
     threshold = check_positive("threshold", threshold)
     substeps = check_int("substeps", substeps, 1)
     dynamics = check_choice("dynamics", dynamics, DYNAMICS)
+    weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+    convention = check_choice("convention", convention, CONVENTIONS)
+    if dynamics == "discrete" and convention != "exact":
+        raise ValueError(
+            f"convention={convention!r} applies to dynamics='continuous' only: the discrete "
+            "optimizer has no moment-rate convention (leave convention='exact')"
+        )
     resume = check_bool("resume", resume)
     record_trace = check_bool("record_trace", record_trace)
     device_list = _resolve_devices(devices)
@@ -162,6 +183,8 @@ def phase_diagram(
         "substeps": substeps if dynamics == "continuous" else None,
         "threshold": threshold,
         "record_trace": record_trace,
+        "weight_decay": weight_decay,
+        "convention": convention,
     }
     with jax.enable_x64(True):
         problem.validate()
@@ -177,7 +200,9 @@ def phase_diagram(
         progress = progress and process == 0
 
     b1_flat, b2_flat = (a.ravel() for a in np.meshgrid(b1_grid, b2_grid, indexing="ij"))
-    config = Config(problem, steps, lr, eps, seed, dynamics, substeps, record_trace)
+    config = Config(
+        problem, steps, lr, eps, seed, dynamics, substeps, record_trace, weight_decay, convention
+    )
     start = time.perf_counter()
     pieces: list[dict[str, np.ndarray]] = []
     runner = None
@@ -270,6 +295,7 @@ def phase_diagram(
         parameters=parameters,
         elapsed=elapsed,
         trace_steps=trace_steps,
+        convention=convention,
     )
 
 
