@@ -12,10 +12,6 @@ smoke-test ``gpu_scale`` on a CPU.
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import jax
 
@@ -29,37 +25,7 @@ from adamflow.experiments.bench import (  # noqa: E402
     run_benchmarks,
     save_results,
 )
-
-
-def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
-    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
-    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    parse.__name__ = allowed
-    return parse
-
-
-def writable_file(text: str) -> Path:
-    """An argparse ``type=`` for a file to write: not a folder, in a creatable folder."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"must be a file to write, but {path} is a folder")
-    existing = next((p for p in path.parents if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a file to write, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
-    return path
+from adamflow.experiments.cli import checked, writable_file  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

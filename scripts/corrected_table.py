@@ -13,28 +13,13 @@ bench_corrected_vs_discrete).
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 from adamflow.experiments import corrected  # noqa: E402
-
-
-def writable_file(text: str) -> Path:
-    """An argparse ``type=`` for a file to write: not a folder, in a creatable folder."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"must be a file to write, but {path} is a folder")
-    existing = next((p for p in path.parents if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a file to write, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
-    return path
+from adamflow.experiments.cli import writable_file  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

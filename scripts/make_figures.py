@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +18,9 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from adamflow.experiments import FIGURES, make_figure  # noqa: E402
+from adamflow.experiments.cli import checked, writable_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
-    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
-    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    parse.__name__ = allowed
-    return parse
-
-
-def writable_folder(text: str) -> Path:
-    """An argparse ``type=`` for a folder to write into: not a file, and creatable."""
-    path = Path(text)
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a folder to write into, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
-    return path
 
 
 def _scalars(results: Any) -> Any:

@@ -52,64 +52,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import math
 import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from adamflow.experiments.cli import integer, number, writable_folder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ".phase_diagram_checkpoint"
-
-
-def checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
-    """An argparse ``type=``: ``convert(text)``, which must satisfy ``ok``; otherwise argparse
-    exits with status 2 and ``argument --flag: must be <allowed>, got <text>``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    parse.__name__ = allowed
-    return parse
-
-
-def integer(minimum: int) -> Any:
-    """An argparse ``type=`` for an integer ``>= minimum``."""
-    return checked(int, lambda n: n >= minimum, f"an integer >= {minimum}")
-
-
-def number(low: float | None = None, *, low_open: bool = False, high: float | None = None) -> Any:
-    """An argparse ``type=`` for a finite number ``>= low`` (``> low`` with ``low_open``)
-    and ``< high``."""
-    bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
-    bounds += [f"< {high:g}"] if high is not None else []
-
-    def ok(x: float) -> bool:
-        above = low is None or (x > low if low_open else x >= low)
-        return math.isfinite(x) and above and (high is None or x < high)
-
-    return checked(float, ok, " ".join(["a finite number", " and ".join(bounds)]).strip())
-
-
-def writable_folder(text: str) -> Path:
-    """An argparse ``type=`` for a folder to write into: not a file, and creatable."""
-    path = Path(text)
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a folder to write into, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
-    return path
 
 
 def _flag(name: str) -> str:
