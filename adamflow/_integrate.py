@@ -215,7 +215,8 @@ def integrate(
     m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
     validity = model.validity(clock, params, save_ts, result.ys, grad_fn)
     return Trajectory(
-        ts=step_times(opt, save_ts / clock.lr),
+        # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
+        ts=save_ts if opt.schedule is None else step_times(opt, save_ts),
         steps=save_ts / clock.lr,
         theta=theta,
         m=m,
