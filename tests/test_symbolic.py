@@ -311,3 +311,46 @@ def test_theory_citations_resolve():
                 assert int(number) in sections[page], f"{where}: {page} §{number}"
                 cited += 1
     assert cited > 20
+
+
+def test_corrected_flows_of_every_order():
+    """theory/corrected_flow.md §2: the drive multipliers do not depend on the window (the
+    derivation raises if they do); their series equal an independent expansion of the
+    generating functions at a numeric β₁; Q_R, Q_L are the Euler–Maclaurin weights."""
+    results = symbolic.corrected_flows().results
+    z, b1 = sp.Symbol("z"), sp.Symbol("beta_1")
+    beta = 0.85
+    # Independent: K_d(z)/K_c(z) written from the definitions, expanded numerically.
+    ell = -np.log(beta)
+    for name, offset in (("P_start", 1), ("P_end", 0)):
+        for zz in (-0.3, 0.1, 0.4):
+            k_d = (1 - beta) * np.exp(-zz * offset) / (1 - beta * np.exp(-zz))
+            k_c = ell / (ell + zz)
+            value = float(results[name].subs({b1: beta, z: zz}))
+            assert value == pytest.approx(k_d / k_c, rel=1e-12)
+    coefficients = symbolic.modified_coefficients(4)
+    assert [float(c) for c in coefficients.right] == pytest.approx([1, 0.5, 1 / 12, 0, -1 / 720])
+    assert [float(c) for c in coefficients.left] == pytest.approx([1, -0.5, 1 / 12, 0, -1 / 720])
+
+
+def test_first_order_flow_is_cattaneo_klusowski_shigida_with_eps_inside():
+    """theory/corrected_flow.md §3: slaving the moments of our first-order flow gives their
+    modified equation exactly when ε sits inside the root, and the two ε placements agree at
+    ε = 0; the bias-corrected window's mean delay has the n β^n/(1-β^n) transient."""
+    results = symbolic.implicit_bias_comparison().results
+    assert sp.simplify(results["difference_eps_inside"]) == 0
+    assert sp.simplify(results["eps_zero_gap"]) == 0
+    # ε outside the root is not ε inside: the two differ at ε > 0.
+    g, gdot, eps = sp.Symbol("g"), sp.Symbol("gdot"), sp.Symbol("epsilon")
+    point = {g: 0.3, gdot: -2.0, eps: 0.01, sp.Symbol("eta"): 0.01}
+    point.update({sp.Symbol("beta_1"): 0.9, sp.Symbol("beta_2"): 0.99})
+    inside = float(results["ours_eps_inside"].subs(point))
+    outside = float(results["ours_eps_outside"].subs(point))
+    assert abs(inside - outside) > 1e-3
+    # Mean delay of the first n weights, by a plain sum.
+    n, beta = 7, 0.9
+    j = np.arange(n)
+    delay = np.sum((1 - beta) * beta**j * (j + 1)) / (1 - beta**n)
+    value = float(results["delay_window"].subs({sp.Symbol("beta_1"): beta, sp.Symbol("n"): n}))
+    assert value == pytest.approx(delay, rel=1e-12)
+    assert value == pytest.approx(1 / (1 - beta) - n * beta**n / (1 - beta**n), rel=1e-12)

@@ -20,7 +20,9 @@ factor ``b2`` (:math:`\beta_2`). Public expressions use assumption-free Symbols 
 Modules, by subject: ``_rates`` (moment rates, bias correction; theory/adam.md),
 ``_maps`` (discrete step, leading flow, their NumPy forms; theory/adam.md,
 theory/adamw.md, theory/kadam.md), ``_stability`` (bounded updates; theory/stability.md),
-``_corrected`` (the corrected flow; theory/corrected_flow.md), ``_scale`` (the
+``_corrected`` (the first-order corrected flow by Taylor matching; theory/corrected_flow.md
+§1), ``_modified`` (the corrected flows of every order and the relation to Cattaneo,
+Klusowski & Shigida; theory/corrected_flow.md §2–§3), ``_scale`` (the
 meta-adaptive effect; theory/kadam.md §4), ``_documents`` (the pages).
 
 This package imports sympy; ``import adamflow`` does not import it.
@@ -41,6 +43,10 @@ from ._maps import discrete_map as discrete_map
 from ._maps import discrete_step_function as discrete_step_function
 from ._maps import leading_field_function as leading_field_function
 from ._maps import leading_flow as leading_flow
+from ._modified import ModifiedCoefficients as ModifiedCoefficients
+from ._modified import corrected_flows as corrected_flows
+from ._modified import implicit_bias_comparison as implicit_bias_comparison
+from ._modified import modified_coefficients as modified_coefficients
 from ._rates import bias_corrected_form as bias_corrected_form
 from ._rates import bias_correction as bias_correction
 from ._rates import memory_kernel as memory_kernel

@@ -17,6 +17,7 @@ from .._io import atomic_write_bytes
 from ._corrected import corrected_flow
 from ._derivation import Derivation, eq, latex
 from ._maps import decoupled_decay, discrete_map, leading_flow
+from ._modified import corrected_flows, implicit_bias_comparison
 from ._rates import bias_corrected_form, bias_correction, memory_kernel, moment_rates
 from ._scale import scale_invariance
 from ._stability import amplification, kadam_levels, stability, stability_condition, update_bound
@@ -42,7 +43,7 @@ def derivations() -> dict[str, tuple[Derivation, ...]]:
             scale_invariance(),
         ),
         "stability.md": (stability(), amplification()),
-        "corrected_flow.md": (corrected_flow(),),
+        "corrected_flow.md": (corrected_flow(), corrected_flows(), implicit_bias_comparison()),
     }
 
 
@@ -70,9 +71,13 @@ _INTROS = {
         "$\\beta_2 > \\beta_1^2$ (§1), and how far $\\varepsilon$ caps the growth outside (§2).",
     ),
     "corrected_flow.md": (
-        "The first-order corrected flow",
-        "Beyond the paper: the flow whose one-step map matches the discrete optimizer's to "
-        "second order in $\\eta$.",
+        "The corrected flows",
+        "Beyond the paper: flows that follow the discrete optimizer to higher order in "
+        "$\\eta$. §1 derives the first-order terms by Taylor matching of one-step maps; §2 "
+        "derives every order at once by matching the maps on exponential sequences "
+        '(`order="corrected"` is order 1, `"corrected2"` order 2; the flows start '
+        "after the first discrete step, at $t = \\eta$); §3 relates the first-order flow to "
+        "the modified equation of Cattaneo, Klusowski & Shigida (ICML 2024).",
     ),
 }
 
