@@ -167,7 +167,7 @@ def compare_orders(
 
     Each fit is :math:`\text{error} \approx C\eta^p` over the same ``lrs`` and ``t1``; the
     leading flow has :math:`p \approx 1`, the corrected flow :math:`p \approx 2` where its
-    expansion holds (theory/corrected_flow.md §1).
+    expansion holds (theory/corrected_flow.md §2).
     """
     return {
         order: convergence_order(

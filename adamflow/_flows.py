@@ -34,8 +34,11 @@ class FlowModel(NamedTuple):
     ``update(t, y, params, grad_fn, xp)`` the update ``u⁽ᵏ⁾`` applied there; ``theta(y)``
     the parameters; ``moments(ts, ys, params, xp)`` the raw moments ``(m_i, v_i)`` per level
     at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
-    the model's expansion holds (``None`` for flows that have none). Hooks are module-level
-    functions (or `jax.tree_util.Partial`), so a jitted solve is not recompiled per call.
+    the model's expansion holds (``None`` for flows that have none); ``start_time(opt)``
+    the time at which ``start``'s state holds (0 unless the model begins after a discrete
+    step) and ``before_start(ts, theta0, y_start, t_start)`` the states saved before it.
+    Hooks are module-level functions (or `jax.tree_util.Partial`), so a jitted solve is not
+    recompiled per call.
     ``xp`` is an `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
     """
 
@@ -45,6 +48,8 @@ class FlowModel(NamedTuple):
     theta: Callable[[Any], PyTree]
     moments: Callable[..., tuple[tuple[PyTree, ...], tuple[PyTree, ...]]]
     validity: Callable[..., float | None]
+    start_time: Callable[[KAdam], float] = lambda opt: 0.0  # noqa: E731 (a constant hook)
+    before_start: Callable[..., Any] | None = None
 
 
 class FlowParams(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,8 @@ BACKENDS = ("auto", "diffrax", "scipy")
 #: raises ``ValueError`` naming why it cannot integrate that spec.
 MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
     "leading": lambda opt, convention: _flows.LEADING,
-    "corrected": _corrected.corrected_model,
+    "corrected": functools.partial(_corrected.corrected_model, order=1),
+    "corrected2": functools.partial(_corrected.corrected_model, order=2),
     "paper": _paper.paper_model,
 }
 ORDERS = tuple(MODELS)
@@ -120,9 +122,13 @@ def integrate(
     grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
     steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
-    order : ``"leading"``, ``"corrected"`` (the first-order corrected flow,
-        theory/corrected_flow.md §1) or ``"paper"`` (the paper's second-order parameter
-        equation θ̇ + (η/2)θ̈ = -(u + λθ), θ̇(0) = -(u(0) + λθ₀); see `adamflow._paper`).
+    order : ``"leading"``, ``"corrected"`` / ``"corrected2"`` (the corrected flows of order
+        1 and 2, error O(lr²) / O(lr³), theory/corrected_flow.md §2; JAX gradients, k ≤ 2,
+        exact rates; they begin after the first discrete step -- saved times before lr lie
+        on its straight segment -- and raise `IntegrationError` where their ``validity``
+        exceeds 1 at that start; see `adamflow._corrected`) or ``"paper"`` (the paper's
+        second-order parameter equation θ̇ + (η/2)θ̈ = -(u + λθ), θ̇(0) = -(u(0) + λθ₀); see
+        `adamflow._paper`).
     convention : moment rates: ``"exact"`` (default, a = ln(1/β₁)/η), ``"euler"``
         (a = (1-β₁)/η) or ``"paper"`` (the paper's backward rates a = (1-β₁)/(β₁η)).
         The paper's own model is ``order="paper", convention="paper"``.
@@ -174,6 +180,13 @@ def integrate(
         theta_start = jax.tree_util.tree_map(np.asarray, gradient.theta0)
         params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
     y0 = model.start(clock, params, theta_start, grad_fn, xp)
+    t_start = model.start_time(clock)
+    if t_end < t_start * (1 - 1e-12):
+        raise ValueError(
+            f"order={order!r} starts after the first discrete step (t = lr): it needs "
+            f"steps >= 1, got a horizon of {t_end / clock.lr:g} steps"
+        )
+    late = save_ts >= t_start * (1 - 1e-12)  # saved times the solver reaches
     if backend == "diffrax":
         from ._backends import diffrax as backend_mod
 
@@ -187,8 +200,9 @@ def integrate(
         grad_fn,
         params,
         y0,
-        save_ts,
+        save_ts[late],
         t_end,
+        t0=t_start,
         solver=solver,
         rtol=rtol,
         atol=atol,
@@ -197,12 +211,24 @@ def integrate(
         **backend_options,
     )
 
+    ys, us = result.ys, result.us
+    if not late.all():  # the model starts after a discrete step: saved times before it
+        assert model.before_start is not None, "a model starting after t = 0 fills the gap"
+        early = model.before_start(save_ts[~late], theta_start, y0, t_start)
+        u_start = model.update(t_start, y0, params, grad_fn, xp)
+        count = int((~late).sum())
+        early_us = jax.tree_util.tree_map(
+            lambda u: np.broadcast_to(np.asarray(u), (count,) + np.shape(u)), u_start
+        )
+        join = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)])  # noqa: E731
+        ys = jax.tree_util.tree_map(join, early, ys)
+        us = jax.tree_util.tree_map(join, early_us, us)
     success, message = result.success, result.message
-    theta = model.theta(result.ys)
-    if success and not all_finite(result.ys):
+    theta = model.theta(ys)
+    if success and not all_finite(ys):
         success, message = False, "the flow's state became non-finite"
     if not success:
-        cause = explain_failure(model, clock, params, grad_fn, xp, save_ts, result.ys, y0)
+        cause = explain_failure(model, clock, params, grad_fn, xp, save_ts, ys, y0)
         advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
@@ -212,8 +238,8 @@ def integrate(
         )
         if throw:
             raise IntegrationError(message)
-    m, v = model.moments(save_ts, result.ys, params, NUMPY_OPS)
-    validity = model.validity(clock, params, save_ts, result.ys, grad_fn)
+    m, v = model.moments(save_ts, ys, params, NUMPY_OPS)
+    validity = model.validity(clock, params, save_ts, ys, grad_fn)
     return Trajectory(
         # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
         ts=save_ts if opt.schedule is None else step_times(opt, save_ts),
@@ -221,7 +247,7 @@ def integrate(
         theta=theta,
         m=m,
         v=v,
-        u=result.us,
+        u=us,
         stats=result.stats,
         success=success,
         message=message,

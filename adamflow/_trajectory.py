@@ -36,9 +36,9 @@ class Trajectory:
     success, message : whether the run finished with a finite state, and why not.
     kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
     validity : for corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
-        points, levels and coordinates, where ``x`` is each level's drive (``g``, then
-        ``u⁽ⁱ⁻¹⁾``); at t = 0 it is ``lr·|ġ|/|g|``. Values of order one or more mean a
-        coordinate changes by O(1) in one step, where no expansion in lr holds (else ``None``).
+        points from t = lr on, levels and coordinates, where ``x`` is each level's drive
+        (``g``, then ``u⁽ⁱ⁻¹⁾``). Values of order one or more mean a coordinate changes by
+        O(1) in one step, where no expansion in lr holds (else ``None``).
     """
 
     ts: np.ndarray

@@ -70,6 +70,7 @@ def _solve(
     params: Any,
     y0: Any,
     save_ts: jax.Array,
+    t0: jax.Array,
     t1: jax.Array,
     solver: diffrax.AbstractSolver,
     rtol: jax.Array,
@@ -81,7 +82,7 @@ def _solve(
     sol = diffrax.diffeqsolve(
         term,
         solver,
-        t0=0.0,
+        t0=t0,
         t1=t1,
         dt0=None,
         y0=y0,
@@ -109,8 +110,9 @@ def solve(
     atol: float,
     max_steps: int,
     progress: bool,
+    t0: float = 0.0,
 ) -> SolveResult:
-    """Integrate ``model`` from 0 to ``t1`` with an adaptive step (PID controller)."""
+    """Integrate ``model`` from ``t0`` to ``t1`` with an adaptive step (PID controller)."""
     solver = make_solver(solver)
     meter = _LabelledProgressMeter() if progress else diffrax.NoProgressMeter()
     params = jax.tree_util.tree_map(jnp.asarray, params)
@@ -120,6 +122,7 @@ def solve(
         params,
         y0,
         jnp.asarray(save_ts),
+        jnp.asarray(t0),
         jnp.asarray(t1),
         solver,
         jnp.asarray(rtol),  # arrays, not floats: a tolerance sweep compiles once

@@ -71,8 +71,9 @@ def solve(
     max_steps: int,
     progress: bool,
     numpy_grad: bool = False,
+    t0: float = 0.0,
 ) -> SolveResult:
-    """Integrate ``model`` from 0 to ``t1`` with ``solve_ivp`` (``max_steps`` bounds the
+    """Integrate ``model`` from ``t0`` to ``t1`` with ``solve_ivp`` (``max_steps`` bounds the
     number of vector-field evaluations divided by the method's stages)."""
     method = make_method(solver)
     unravel: Callable[[Any], Any]  # NumPy or JAX arrays, depending on the gradient
@@ -125,7 +126,7 @@ def solve(
         options: dict[str, Any] = {"jac": jac} if jac is not None else {}
         sol = scipy.integrate.solve_ivp(
             counted,
-            (0.0, float(t1)),
+            (float(t0), float(t1)),
             flat0,
             method=method,
             t_eval=save_ts,
