@@ -60,7 +60,7 @@ def test_generated_markdown_is_wrapped_and_one_list(sidecars):
     for line in text.splitlines():
         assert len(line) <= 92, line
     items = [line for line in text.splitlines() if line.startswith("- **")]
-    assert len(items) == 5
+    assert len(items) == 6
 
 
 def test_formatting():

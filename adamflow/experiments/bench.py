@@ -18,8 +18,9 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
   (`adamflow.experiments.phase_baselines.minimal_kernel`).
 - ``scaling``: sweep time per cell-step as the grid grows 16² → 32² → 64² and as the steps
   grow 500 → 1000 → 2000.
-- ``corrected_vs_discrete``: the corrected flow at the loosest tolerance that matches the
-  discrete run to 1e-4 relative, against running the discrete optimizer.
+- ``corrected_vs_discrete``: the corrected and corrected2 flows, each at the loosest
+  tolerance that matches the discrete run to 1e-4 relative, against running the discrete
+  optimizer and against each other.
 - ``distributed`` (on demand only, ``--only distributed``): the sweep in 1 and 2 local
   ``jax.distributed`` processes (element-steps per second, their ratio), and the projected
   per-device time of a 256² × 10⁴ sweep of a small transformer, from the measured cost
@@ -148,15 +149,16 @@ def bench_diffrax_vs_scipy(options: BenchOptions) -> dict[str, Any]:
 
 
 def bench_grad_evals(options: BenchOptions) -> dict[str, Any]:
-    """Vector-field evaluations of the leading (theory/adam.md §4) and corrected
-    (theory/corrected_flow.md) flows per discrete step at lr = 1e-3 (100-d loss, default
-    tolerances). One corrected evaluation is a gradient and a Hessian-vector
-    product (``jax.linearize`` of the gradient)."""
+    """Vector-field evaluations of the leading (theory/adam.md §4) and corrected flows
+    (theory/corrected_flow.md §2) per discrete step at lr = 1e-3 (100-d loss, default
+    tolerances). A corrected evaluation is several nested JVPs of the gradient (order + 2
+    passes of a jet of that order), so its cost is in `bench_corrected_vs_discrete`'s
+    times."""
     loss, theta0 = _logcosh_problem(100)
     opt = Adam(1e-3)
     steps = 1000 if options.quick else 5000
     out: dict[str, Any] = {"grad_evals_steps": steps}
-    for order in ("leading", "corrected"):
+    for order in ("leading", "corrected", "corrected2"):
         flow = integrate(opt, loss, theta0, steps=steps, order=order, save_steps=[0, steps])
         out[f"grad_evals_per_step_{order}"] = flow.stats["grad_evals"] / steps
     disc = run_discrete(opt, loss, theta0, steps, save_every=steps)
@@ -169,16 +171,18 @@ MATCH_RTOL = 1e-4
 
 
 def bench_corrected_vs_discrete(options: BenchOptions) -> dict[str, Any]:
-    r"""The corrected flow (theory/corrected_flow.md) at the loosest tolerance that follows
-    the discrete run to `MATCH_RTOL`, against the discrete optimizer itself.
+    r"""The corrected and corrected2 flows (theory/corrected_flow.md §2), each at the
+    loosest tolerance that follows the discrete run to `MATCH_RTOL`, against the discrete
+    optimizer itself and against each other.
 
     Adam(lr = 1e-3) on the 100-d log-cosh loss for K steps; tolerances rtol = 10^-3,
     10^-4, … (``atol = 10^-3 rtol``; half decades in full mode) are tried from the loosest
     until :math:`\|\theta(K\eta) - \theta_K\| / \|\theta_K\| \le 10^{-4}`. Reports that
-    tolerance, its vector-field evaluations (each a gradient and a Hessian-vector product)
-    against the K gradients of the discrete run, and the warm times of both. The leading
-    flow's error at the default tolerance is reported beside it (its O(η) model error can
-    sit above the target, so no tolerance makes it match).
+    tolerance, its vector-field evaluations against the K gradients of the discrete run,
+    and the warm times (``<order>_…`` keys), then ``corrected2_vs_corrected_time`` and
+    ``…_field_evals`` (above 1: corrected2 is cheaper). The leading flow's error at the
+    default tolerance is reported beside them (its O(η) model error can sit above the
+    target, so no tolerance makes it match).
     """
     loss, theta0 = _logcosh_problem(100)
     opt = Adam(1e-3)
@@ -206,34 +210,42 @@ def bench_corrected_vs_discrete(options: BenchOptions) -> dict[str, Any]:
     }
     leading = integrate(opt, loss, theta0, steps=steps, save_steps=save)
     out["leading_rel_error_default_tol"] = relative_error(leading.theta)
-    tried = []
-    for exponent in exponents:
-        rtol = float(10.0**-exponent)
-        kwargs = dict(steps=steps, order="corrected", rtol=rtol, atol=1e-3 * rtol, save_steps=save)
+    for order in ("corrected", "corrected2"):
+        tried = []
+        for exponent in exponents:
+            rtol = float(10.0**-exponent)
+            kwargs = dict(steps=steps, order=order, rtol=rtol, atol=1e-3 * rtol, save_steps=save)
 
-        def corrected(kwargs: dict[str, Any] = kwargs) -> Any:
-            return integrate(opt, loss, theta0, **kwargs)
+            def flow_run(kwargs: dict[str, Any] = kwargs) -> Any:
+                return integrate(opt, loss, theta0, **kwargs)
 
-        cold, flow = timed(corrected)
-        error = relative_error(flow.theta)
-        tried.append((rtol, error))
-        if error <= MATCH_RTOL:
-            warm = median_time(lambda: corrected().theta, repeats)
-            evals = int(flow.stats["grad_evals"])
-            out.update(
-                corrected_match_rtol=rtol,
-                corrected_match_rel_error=error,
-                corrected_field_evals=evals,
-                corrected_cold_s=cold,
-                corrected_warm_s=warm,
-                corrected_vs_discrete_grad_evals=steps / evals,
-                corrected_vs_discrete_time=disc_warm / warm,
-                corrected_validity=flow.validity,
-            )
-            break
-    else:
-        out["corrected_match_rtol"] = math.nan
-    out["corrected_tolerances_tried"] = [[r, e] for r, e in tried]
+            cold, flow = timed(flow_run)
+            error = relative_error(flow.theta)
+            tried.append((rtol, error))
+            if error <= MATCH_RTOL:
+                warm = median_time(lambda run=flow_run: run().theta, repeats)
+                evals = int(flow.stats["grad_evals"])
+                out.update(
+                    {
+                        f"{order}_match_rtol": rtol,
+                        f"{order}_match_rel_error": error,
+                        f"{order}_field_evals": evals,
+                        f"{order}_cold_s": cold,
+                        f"{order}_warm_s": warm,
+                        f"{order}_vs_discrete_grad_evals": steps / evals,
+                        f"{order}_vs_discrete_time": disc_warm / warm,
+                        f"{order}_validity": flow.validity,
+                    }
+                )
+                break
+        else:
+            out[f"{order}_match_rtol"] = math.nan
+        out[f"{order}_tolerances_tried"] = [[r, e] for r, e in tried]
+    if "corrected_warm_s" in out and "corrected2_warm_s" in out:
+        out["corrected2_vs_corrected_time"] = out["corrected_warm_s"] / out["corrected2_warm_s"]
+        out["corrected2_vs_corrected_field_evals"] = (
+            out["corrected_field_evals"] / out["corrected2_field_evals"]
+        )
     return out
 
 

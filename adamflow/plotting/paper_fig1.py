@@ -1,5 +1,5 @@
 r"""Drawing of the paper's Fig. 1 with its measurement (theory/adam.md §4,
-theory/corrected_flow.md §1): discrete Adam/AdamW on a character-level transformer against
+theory/corrected_flow.md §2): discrete Adam/AdamW on a character-level transformer against
 the paper's second-order model, the leading and the corrected flow.
 
 `draw_paper_fig1` draws the data of `adamflow.experiments.paper_fig1.paper_fig1_experiment`;
@@ -33,8 +33,8 @@ def _flow_label(flow: str, info: dict[str, Any]) -> str:
     if info["success"]:
         return _STYLE[flow][2]
     message = info["message"]
-    if "no consistent start" in message:
-        reason = "no consistent start (η|ġ|/|g| ≫ 1)"
+    if "no expansion in lr at its start" in message:
+        reason = "refused at its start (validity η|ẋ|/√v̂ ≫ 1)"
     elif "max_steps" in message or "maximum number of solver steps" in message:
         reason = "solver hit max_steps"
     elif "non-finite" in message:
