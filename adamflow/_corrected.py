@@ -18,8 +18,9 @@ Every derivative is a total time derivative along the flow itself. They are comp
 fixed point of Taylor jets: starting from zero jets, each pass differentiates the gradient
 along the current θ-jet (nested JVPs), then level by level the moments' jets from their
 equations and the next level's input from them, and last the θ-jet; each pass gains one
-order in η, and p + 2 passes (`corrected_jets`) reach the fixed point to round-off where
-the flow is valid (measured: a further pass changes the field by ~1e-12 relative).
+order in η, and p + 2 passes (`corrected_jets`) are used (measured at lr = 0.01 on a 5-d
+quadratic: one more pass changes the moment rates by ~2e-9 relative at order 1 and the
+whole field by ~1e-12 at order 2, far below each order's own error).
 
 Drive order P: p for Adam/AdamW; at least 2 for a cascade (k ≥ 2), whose upper levels
 average the level below's output, whose bias-correction transient a first-order drive
