@@ -29,10 +29,12 @@ class Trajectory:
         Index 0 holds ``m_0 = v_0 = 0``.
     u : the normalized update ``u⁽ᵏ⁾`` applied at each saved point. Discrete: the ``u_n``
         that produced ``theta[n]`` (zero at index 0). Flow: ``u(t)`` (its ``t -> 0`` limit
-        ``g/(|g|+ε)`` at index 0 for Adam).
+        ``g/(|g|+ε)`` at index 0 for Adam; for the corrected flows, the first step's update
+        at every saved time before lr).
     stats : ``num_steps`` (solver steps or discrete steps), ``grad_evals`` (gradient
-        evaluations used to make the path; ``None`` where the solver cannot count them),
-        and backend-specific counters.
+        evaluations used to make the path -- for flows, vector-field evaluations, each one
+        gradient at leading order and several nested JVPs of it for the corrected orders;
+        ``None`` where the solver cannot count them), and backend-specific counters.
     success, message : whether the run finished with a finite state, and why not.
     kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
     validity : for corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
