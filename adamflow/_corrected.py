@@ -399,7 +399,10 @@ def corrected_model(opt: KAdam, convention: str, order: int = 1) -> FlowModel:
         )
     for label, values in (("b1", opt.b1s), ("b2", opt.b2s)):
         if any(value == 0.0 for value in values):
-            raise ValueError(f"order={name!r} needs every {label} in (0, 1), got {label}={values}")
+            raise ValueError(
+                f"order={name!r} needs every {label} in (0, 1), got {label}={values}: a "
+                f"memoryless level has no exact-decay rate ln(1/{label})/lr to match"
+            )
     consts = corrected_constants(opt, order)
     return FlowModel(
         start=Partial(first_step_state, consts),

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from . import _corrected, _flows, _paper
+from ._backends import SolveResult
 from ._diagnose import explain_failure
 from ._discrete import step_times
 from ._flows import FlowModel
@@ -138,13 +139,15 @@ def integrate(
         ``"kvaerno3"``, ``"kvaerno5"``) or a solver instance; scipy: a ``solve_ivp``
         method (default ``"RK45"``; ``"Radau"``, ``"BDF"``, ``"LSODA"`` get an exact
         Jacobian).
-    rtol, atol : the adaptive step's tolerances.
+    rtol, atol : the adaptive step's tolerances (the defaults can sit above the corrected
+        orders' model error: measure their O(lr²)/O(lr³) with rtol around 1e-12).
     save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
 
     max_steps : the most solver steps before giving up.
-    throw : raise `IntegrationError` on failure (default); else return
-        ``success=False`` with the reason in ``message``.
+    throw : raise `IntegrationError` on failure along the path (default); else return
+        ``success=False`` with the reason in ``message``. A refusal before any integration
+        (a spec or start the order cannot handle) always raises.
     progress : show a progress bar.
 
     With an lr schedule (``opt.lr`` a function of the update count), the flow is integrated
@@ -183,8 +186,9 @@ def integrate(
     t_start = model.start_time(clock)
     if t_end < t_start * (1 - 1e-12):
         raise ValueError(
-            f"order={order!r} starts after the first discrete step (t = lr): it needs "
-            f"steps >= 1, got a horizon of {t_end / clock.lr:g} steps"
+            f"order={order!r} starts after the first discrete step (t = lr): it needs a "
+            f"horizon of at least one step (steps >= 1 or t1 >= lr), got "
+            f"{t_end / clock.lr:g} steps"
         )
     late = save_ts >= t_start * (1 - 1e-12)  # saved times the solver reaches
     if backend == "diffrax":
@@ -195,21 +199,29 @@ def integrate(
         from ._backends import scipy as backend_mod
 
         backend_options = {"numpy_grad": not traceable}
-    result = backend_mod.solve(
-        model,
-        grad_fn,
-        params,
-        y0,
-        save_ts[late],
-        t_end,
-        t0=t_start,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        max_steps=int(max_steps),
-        progress=progress,
-        **backend_options,
-    )
+    if not late.any():  # every saved time lies before the model's start: nothing to solve
+        nothing = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+            lambda x: np.zeros((0,) + np.shape(x)), tree
+        )
+        result = SolveResult(
+            nothing(y0), nothing(model.theta(y0)), {"num_steps": 0, "grad_evals": 0}, True, "ok"
+        )
+    else:
+        result = backend_mod.solve(
+            model,
+            grad_fn,
+            params,
+            y0,
+            save_ts[late],
+            t_end,
+            t0=t_start,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=int(max_steps),
+            progress=progress,
+            **backend_options,
+        )
 
     ys, us = result.ys, result.us
     if not late.all():  # the model starts after a discrete step: saved times before it
@@ -234,12 +246,19 @@ def integrate(
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
         )
         message = f"integrate({opt!r}, order={order!r}, backend={backend!r}) failed: " + (
-            f"{cause} (the solver said: {message})." if cause else f"{message}. {advice}"
+            f"{cause} (the solver said: {message.rstrip('.')})."
+            if cause
+            else f"{message.rstrip('.')}. {advice}"
         )
         if throw:
             raise IntegrationError(message)
     m, v = model.moments(save_ts, ys, params, NUMPY_OPS)
     validity = model.validity(clock, params, save_ts, ys, grad_fn)
+    if success and validity is not None and validity > 1:  # a valid start, then left it
+        message = (
+            f"ok, but validity {validity:.3g} > 1 along the path: some coordinate changes by "
+            "O(1) within a step there, where no expansion in lr holds"
+        )
     return Trajectory(
         # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
         ts=save_ts if opt.schedule is None else step_times(opt, save_ts),

@@ -225,3 +225,29 @@ def test_at_lr_005_the_best_flow_is_ten_times_closer_than_the_leading_one():
 def test_a_horizon_shorter_than_one_step_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="starts after the first discrete step.*steps >= 1"):
         af.integrate(spec(), far_quadratic, THETA0, steps=0.5, order="corrected")
+
+
+@pytest.mark.parametrize("backend", ["diffrax", "scipy"])
+def test_saved_times_before_the_first_step_need_no_solve(backend):
+    flow = af.integrate(
+        spec(),
+        far_quadratic,
+        THETA0,
+        steps=10,
+        order="corrected2",
+        save_steps=[0.25, 0.5],
+        backend=backend,
+    )
+    disc = af.run_discrete(spec(), far_quadratic, THETA0, 1)
+    # The first step's straight segment (θ₀ = 0).
+    expected = np.outer([0.25, 0.5], disc.theta_flat()[1])
+    np.testing.assert_allclose(flow.theta_flat(), expected, rtol=1e-14)
+    assert flow.success and flow.stats["num_steps"] == 0
+
+
+def test_leaving_the_regime_along_the_path_is_said_in_the_message():
+    # lr = 1 on a log-cosh loss: within the limit at its start, 1.05 along the path (measured).
+    loss = lambda th: jnp.sum(jnp.log(jnp.cosh(th - 3.0)))  # noqa: E731
+    flow = af.integrate(af.Adam(1.0), loss, jnp.zeros(3), steps=5, order="corrected")
+    assert flow.success and flow.validity > 1
+    assert flow.message.startswith("ok, but validity") and "no expansion in lr" in flow.message
