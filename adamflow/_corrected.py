@@ -156,6 +156,12 @@ def _polynomial(jet: list[Any], derivative: int, s: Any) -> Any:
     )
 
 
+def _level_update(moments: tuple[PyTree, PyTree], eps: Any) -> PyTree:
+    r"""A level's output :math:`\hat m/(\sqrt{\hat v}+\varepsilon)` from its bias-corrected
+    ``moments = (m̂, v̂)``."""
+    return tree_map(lambda m, v: _rules.normalized_update(m, v, eps), *moments)
+
+
 def _window_rate(rate: Any, t: Any) -> Any:
     r"""The bias-corrected moment's rate :math:`a/(1-e^{-at})`."""
     return rate / _rules.bias_correction(rate * t)
@@ -225,7 +231,7 @@ def corrected_jets(
             ms[i] = [y.m[i]] + _derivatives(m_rate, size - 1)
             vs[i] = [y.v[i]] + _derivatives(v_rate, size - 1)
             x = _taylor(
-                lambda mv: tree_map(lambda m, v: _rules.normalized_update(m, v, eps), *mv),
+                functools.partial(_level_update, eps=eps),
                 [(ms[i][j], vs[i][j]) for j in range(size + 1)],
                 size,
             )
@@ -281,10 +287,7 @@ def corrected_update(
     r"""The update :math:`u^{(k)} = \hat m_k/(\sqrt{\hat v_k}+\varepsilon)` of the state
     (comparable with the discrete :math:`u_n` at :math:`t = n\eta`)."""
     _require_jax(xp)
-    u = None
-    for m, v in zip(y.m, y.v):
-        u = tree_map(lambda mm, vv: _rules.normalized_update(mm, vv, params.eps), m, v)
-    return u
+    return _level_update((y.m[-1], y.v[-1]), params.eps)
 
 
 def _require_jax(xp: Any) -> None:
@@ -427,9 +430,7 @@ def local_validity(
     converge exactly where this is large.)"""
     eps = params.eps
     g, hessian_times = jax.linearize(grad_fn, y.theta)
-    u = g
-    for m, v in zip(y.m, y.v):
-        u = tree_map(lambda mm, vv: _rules.normalized_update(mm, vv, eps), m, v)
+    u = _level_update((y.m[-1], y.v[-1]), eps)
     velocity = tree_map(
         lambda uu, p: _rules.parameter_velocity(uu, p, params.weight_decay), u, y.theta
     )
@@ -441,11 +442,7 @@ def local_validity(
             worst = jnp.maximum(worst, jnp.max(local))
         dm = tree_map(lambda xx, mm: _window_rate(params.a[i], t) * (xx - mm), x, m)
         dv = tree_map(lambda xx, vv: _window_rate(params.b[i], t) * (xx * xx - vv), x, v)
-        x, x_dot = jax.jvp(
-            lambda mv: tree_map(lambda mm, vv: _rules.normalized_update(mm, vv, eps), *mv),
-            ((m, v),),
-            ((dm, dv),),
-        )
+        x, x_dot = jax.jvp(functools.partial(_level_update, eps=eps), ((m, v),), ((dm, dv),))
     return worst
 
 
