@@ -15,6 +15,7 @@ from ._compare import compare_orders as compare_orders
 from ._compare import convergence_order as convergence_order
 from ._compare import fit_order as fit_order
 from ._discrete import run_discrete as run_discrete
+from ._integrate import PrecisionWarning as PrecisionWarning
 from ._integrate import integrate as integrate
 from ._optimizers import Adam as Adam
 from ._optimizers import AdamW as AdamW

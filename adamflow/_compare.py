@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from ._discrete import run_discrete
-from ._integrate import integrate
+from ._integrate import MODELS, check_options, integrate
 from ._optimizers import KAdam
 from ._trajectory import IntegrationError, PyTree, Trajectory
-from ._validate import check_choice
+from ._validate import check_choice, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,14 @@ def compare(
     r"""Run ``opt`` for ``steps`` discrete steps and integrate its flow to :math:`t = n\eta`;
     report :math:`|\theta_n - \theta(n\eta)|` at every ``save_every``-th step (and the last).
 
-    ``integrate_kwargs`` go to `integrate` (``order``, ``convention``, ``backend``, …).
+    ``integrate_kwargs`` go to `integrate` (``order``, ``convention``, ``backend``, …); they
+    are checked before the discrete run starts.
     """
+    if not isinstance(opt, KAdam):
+        raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
+    check_int("steps", steps, 1)
+    check_int("save_every", save_every, 1)
+    check_options(**integrate_kwargs)
     disc = run_discrete(opt, loss, theta0, steps, grad=grad, save_every=save_every)
     flow = integrate(
         opt, loss, theta0, grad=grad, steps=steps, save_steps=disc.steps, **integrate_kwargs
@@ -119,29 +125,47 @@ def convergence_order(
     ``t1``: for each ``lr`` (``t1/lr`` must be an integer), ``error = |θ_K - θ(Kη)|`` at
     ``K = t1/lr`` (``metric="final"``) or its maximum over the steps (``"max"``).
 
-    A learning rate whose flow fails (`IntegrationError`) or is refused for that spec
-    (``ValueError``) is kept in ``OrderFit.refused`` with the reason; the others are fitted.
+    Every argument is checked before anything runs (a misspelt ``order`` is a
+    ``ValueError`` at once). A learning rate whose spec the chosen flow cannot integrate
+    (its model refuses it, e.g. ``order="corrected"`` for k ≥ 3) or whose flow fails along
+    the path (`IntegrationError`, e.g. a corrected flow past its validity at the start) is
+    kept in ``OrderFit.refused`` with the reason; the others are fitted. Any other error
+    propagates.
     """
+    if not isinstance(opt, KAdam):
+        raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
     check_choice("metric", metric, ("final", "max"))
-    kept_lrs, errors, refused = [], [], {}
-    for lr in lrs:
+    t1 = check_positive("t1", t1)
+    check_options(**integrate_kwargs)
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, (Sequence, np.ndarray)):
+        raise TypeError(f"lrs must be a sequence of learning rates, got {lrs!r}")
+    runs = []  # (lr, spec, steps), all checked before the first run
+    for i, lr in enumerate(lrs):
+        lr = check_positive(f"lrs[{i}]", lr)
         steps = round(t1 / lr)
         if steps < 1 or not np.isclose(steps * lr, t1, rtol=1e-9):
-            raise ValueError(f"t1/lr must be a positive integer; t1={t1}, lr={lr}")
-        spec = opt.replace(lr=lr)
+            raise ValueError(f"t1/lr must be a positive integer; t1={t1}, lrs[{i}]={lr}")
+        runs.append((lr, opt.replace(lr=lr), steps))
+    order = integrate_kwargs.get("order", "leading")
+    convention = integrate_kwargs.get("convention", "exact")
+    kept_lrs, errors, refused = [], [], {}
+    for lr, spec, steps in runs:
+        try:
+            MODELS[order](spec, convention)  # a refusal of this spec, before any run
+        except ValueError as error:
+            refused[float(lr)] = str(error)
+            continue
         save_every = steps if metric == "final" else max(1, steps // 50)
         try:
             result = compare(
                 spec, loss, theta0, steps, grad=grad, save_every=save_every, **integrate_kwargs
             )
-        except (IntegrationError, ValueError) as error:
+        except IntegrationError as error:
             refused[float(lr)] = str(error)
             continue
         kept_lrs.append(lr)
         errors.append(result.final_error if metric == "final" else result.max_error)
-    label = (
-        f"{integrate_kwargs.get('order', 'leading')}, {integrate_kwargs.get('convention', 'exact')}"
-    )
+    label = f"{order}, {convention}"
     if len(kept_lrs) < 2:
         nan = float("nan")
         return OrderFit(np.asarray(kept_lrs), np.asarray(errors), nan, nan, label, refused)
@@ -169,6 +193,10 @@ def compare_orders(
     leading flow has :math:`p \approx 1`, the corrected flow :math:`p \approx 2` where its
     expansion holds (theory/corrected_flow.md §2).
     """
+    if isinstance(orders, str):
+        raise TypeError(f"orders must be a sequence of order names, got {orders!r}")
+    for order in orders:  # every order checked before the first run
+        check_options(order=order, **integrate_kwargs)
     return {
         order: convergence_order(
             opt,

@@ -364,14 +364,16 @@ def before_start(ts: np.ndarray, theta0: PyTree, y_start: FlowState, t_start: fl
     return FlowState(theta, tuple(stack(m) for m in y_start.m), tuple(stack(v) for v in y_start.v))
 
 
-def _raw_moments(t: Any, y: FlowState, params: FlowParams, xp: Any) -> Any:
+def _raw_moments(
+    t: Any, y: FlowState, params: FlowParams, grad_fn: Callable[[PyTree], PyTree], xp: Any
+) -> Any:
     r"""Raw moments :math:`m_i = \hat m_i (1 - e^{-a_i t})`, :math:`v_i = \hat v_i (1 -
     e^{-b_i t})` at the times ``t`` (shape ``(S,)``; state leaves have a leading axis S)."""
     t = np.asarray(t, dtype=float)
 
     def raw(moment: Any, rate: Any) -> Any:
         arr = np.asarray(moment)
-        divisor = _rules.bias_correction(float(rate) * t, xp)
+        divisor = _rules.bias_correction(float(rate) * t, _rules.NUMPY_OPS)
         with np.errstate(invalid="ignore"):  # a failed solve leaves inf states: keep nan
             return arr * divisor.reshape((-1,) + (1,) * (arr.ndim - 1))
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 
 from . import _rules
@@ -32,8 +33,8 @@ class FlowModel(NamedTuple):
     ``start(opt, params, theta0, grad_fn, xp)`` the state at ``t = 0`` (it may need the
     gradient); ``field(t, y, params, grad_fn, xp)`` the time derivative of ``y``;
     ``update(t, y, params, grad_fn, xp)`` the update ``u⁽ᵏ⁾`` applied there; ``theta(y)``
-    the parameters; ``moments(ts, ys, params, xp)`` the raw moments ``(m_i, v_i)`` per level
-    at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
+    the parameters; ``moments(ts, ys, params, grad_fn, xp)`` the raw moments ``(m_i, v_i)``
+    per level at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
     the model's expansion holds (``None`` for flows that have none); ``start_time(opt)``
     the time at which ``start``'s state holds (0 unless the model begins after a discrete
     step) and ``before_start(ts, theta0, y_start, t_start)`` the states saved before it.
@@ -103,26 +104,16 @@ def _bias_corrected(moment: Any, drive: Any, rate: Any, t: Any, xp: Any) -> Any:
     return xp.where(use_ratio, moment / divisor, drive)
 
 
-def cascade_rates(
+def level_inputs(
     t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = _rules.JAX_OPS
-) -> tuple[PyTree, tuple[PyTree, ...], tuple[PyTree, ...]]:
-    r"""Moment rates of every level and the top-level update :math:`u^{(k)}(t)`.
-
-    With :math:`u^{(0)} = g`: :math:`\dot m_i = a_i (u^{(i-1)} - m_i)`,
-    :math:`\dot v_i = b_i ((u^{(i-1)})^2 - v_i)`,
-    :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i} + \varepsilon)`. A level with
-    :math:`a_i = \infty` has :math:`\hat m_i = u^{(i-1)}` and a frozen state.
-    """
-    drive = grad
-    dms, dvs = [], []
+) -> tuple[list[PyTree], PyTree]:
+    r"""The input of every level, :math:`u^{(0)} = g, u^{(1)}, \dots, u^{(k-1)}`, and the
+    top-level update :math:`u^{(k)}`, with :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i} +
+    \varepsilon)` read off the state."""
+    inputs, drive = [], grad
     for i in range(len(state.m)):
+        inputs.append(drive)
         a, b = params.a[i], params.b[i]
-        a_finite = xp.where(xp.isfinite(a), a, 0.0)
-        b_finite = xp.where(xp.isfinite(b), b, 0.0)
-        dms.append(tree_map(lambda m, x: _rules.ema_increment(m, x, a_finite), state.m[i], drive))
-        dvs.append(
-            tree_map(lambda v, x: _rules.ema_increment(v, x * x, b_finite), state.v[i], drive)
-        )
         drive = tree_map(
             lambda m, v, x: _rules.normalized_update(
                 _bias_corrected(m, x, a, t, xp),
@@ -134,7 +125,29 @@ def cascade_rates(
             state.v[i],
             drive,
         )
-    return drive, tuple(dms), tuple(dvs)
+    return inputs, drive
+
+
+def cascade_rates(
+    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = _rules.JAX_OPS
+) -> tuple[PyTree, tuple[PyTree, ...], tuple[PyTree, ...]]:
+    r"""Moment rates of every level and the top-level update :math:`u^{(k)}(t)`.
+
+    With :math:`u^{(0)} = g`: :math:`\dot m_i = a_i (u^{(i-1)} - m_i)`,
+    :math:`\dot v_i = b_i ((u^{(i-1)})^2 - v_i)`,
+    :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i} + \varepsilon)`. A level with
+    :math:`a_i = \infty` has :math:`\hat m_i = u^{(i-1)}` and a frozen state.
+    """
+    inputs, update = level_inputs(t, state, grad, params, xp)
+    dms, dvs = [], []
+    for i, drive in enumerate(inputs):
+        a_finite = xp.where(xp.isfinite(params.a[i]), params.a[i], 0.0)
+        b_finite = xp.where(xp.isfinite(params.b[i]), params.b[i], 0.0)
+        dms.append(tree_map(lambda m, x: _rules.ema_increment(m, x, a_finite), state.m[i], drive))
+        dvs.append(
+            tree_map(lambda v, x: _rules.ema_increment(v, x * x, b_finite), state.v[i], drive)
+        )
+    return update, tuple(dms), tuple(dvs)
 
 
 def leading_field(
@@ -168,9 +181,44 @@ def flow_update(
     return cascade_rates(t, state, grad_fn(state.theta), params, xp)[0]
 
 
-def state_moments(t: Any, y: Any, params: FlowParams, xp: Any) -> Any:
-    """The raw moments ``(m_i, v_i)`` of a flow state whose moments are raw."""
-    return y.m, y.v
+def state_moments(
+    t: Any, y: Any, params: FlowParams, grad_fn: Callable[[PyTree], PyTree], xp: Any
+) -> Any:
+    r"""The raw moments ``(m_i, v_i)`` at the saved times ``t`` of a flow whose state holds
+    raw moments. A memoryless level (rate :math:`\infty`, β = 0) keeps no state: its moments
+    are its input and the input's square at each saved point, :math:`m_i = u^{(i-1)}`,
+    :math:`v_i = (u^{(i-1)})^2` for t > 0 (as the discrete recurrence gives for β = 0), and
+    0 at t = 0 like every raw moment."""
+    a, b = np.asarray(params.a, dtype=float), np.asarray(params.b, dtype=float)
+    if np.isfinite(a).all() and np.isfinite(b).all():
+        return y.m, y.v
+    states = FlowState(y.theta, y.m, y.v)
+
+    def inputs_at(time: Any, state: FlowState) -> list[PyTree]:
+        return level_inputs(time, state, grad_fn(state.theta), params, xp)[0]
+
+    ts = np.asarray(t, dtype=float)
+    if xp is _rules.JAX_OPS:
+        inputs = jax.vmap(inputs_at)(jnp.asarray(ts), tree_map(jnp.asarray, states))
+    else:  # a NumPy gradient: one saved point at a time
+        per_point = [
+            inputs_at(time, tree_map(lambda x, j=j: np.asarray(x)[j], states))
+            for j, time in enumerate(ts)
+        ]
+        inputs = tree_map(lambda *xs: np.stack(xs), *per_point)
+    started = ts > 0
+
+    def after_start(x: Any) -> Any:
+        x = np.asarray(x)
+        return np.where(started.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)
+
+    inputs = tree_map(after_start, inputs)
+    m = tuple(y.m[i] if np.isfinite(a[i]) else inputs[i] for i in range(len(y.m)))
+    v = tuple(
+        y.v[i] if np.isfinite(b[i]) else tree_map(lambda x: x * x, inputs[i])
+        for i in range(len(y.v))
+    )
+    return m, v
 
 
 #: The leading-order flow (theory/adam.md §4), in raw (m, v) states.

@@ -45,12 +45,58 @@ def _cached_grad(loss: Callable[[PyTree], Any]) -> Callable[[PyTree], PyTree]:
     return jax.grad(loss)
 
 
+#: The errors JAX raises when a callable cannot be traced (it converts a tracer to a NumPy
+#: array, a bool or an int): the only sign that a ``grad=`` is NumPy-only code.
+NOT_TRACEABLE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.NonConcreteBooleanIndexError,
+)
+
+
+def _check_leaf(where: str, leaf: Any) -> None:
+    """A leaf of ``theta0`` must be a real number or an array of them (integers are taken as
+    floats); complex, boolean, string and object leaves are refused, never silently cast."""
+    if isinstance(leaf, (str, bytes)):
+        raise TypeError(f"theta0 must hold real numbers; {where} is a string: {leaf!r}")
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(leaf).dtype
+    kind = np.dtype(dtype).kind
+    if kind == "c":
+        raise TypeError(
+            f"theta0 must be real; {where} is complex ({dtype}): the flows and the optimizer "
+            "act on real parameters (split real and imaginary parts into two leaves)"
+        )
+    if kind not in "fiu":
+        raise TypeError(f"theta0 must hold real numbers; {where} has dtype {dtype}")
+
+
 def as_float_tree(theta0: PyTree) -> PyTree:
-    """``theta0`` with every leaf a float array (float64 under x64); it must be non-empty and
-    finite."""
-    leaves = jax.tree_util.tree_leaves(theta0)
+    """``theta0`` with every leaf a float array of JAX's default float dtype (float64 under
+    ``jax_enable_x64``, else float32); it must be non-empty, real and finite.
+
+    One rule for containers: a list or tuple is a PyTree node, never a vector. A list or
+    tuple of plain numbers is therefore refused with a ``TypeError`` that says to pass
+    ``jnp.asarray(theta0)`` (a vector) instead; integer leaves are taken as floats.
+    """
+    if (
+        isinstance(theta0, (list, tuple))
+        and theta0
+        and all(isinstance(x, (int, float, np.number)) for x in theta0)
+    ):
+        raise TypeError(
+            f"theta0 is a {type(theta0).__name__} of numbers, which JAX reads as a PyTree of "
+            "scalars, not a vector: pass jnp.asarray(theta0) for a vector (or a dict/tuple of "
+            "arrays for a PyTree)"
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(theta0)
     if not leaves:
         raise ValueError("theta0 must contain at least one array")
+    for path, leaf in leaves:
+        _check_leaf(jax.tree_util.keystr(path) or "(the array)", leaf)
     theta = tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), theta0)
     for path, leaf in jax.tree_util.tree_leaves_with_path(theta):
         if not bool(jnp.all(jnp.isfinite(leaf))):
@@ -87,12 +133,13 @@ def prepare(
 ) -> Gradient:
     """The run's `Gradient`: resolve it, check ``theta0`` is finite, and check once that the
     gradient of ``theta0`` has its structure and shapes. A callable that JAX cannot trace
-    (NumPy code) is called once on NumPy arrays instead."""
+    (NumPy code: JAX raises one of `NOT_TRACEABLE`) is called once on NumPy arrays instead;
+    any other exception from it propagates unchanged."""
     fn = resolve_grad(loss, grad)
     theta = as_float_tree(theta0)
     try:
         shapes = jax.eval_shape(fn, theta)
-    except Exception:  # any failure to trace means a NumPy-only callable
+    except NOT_TRACEABLE:  # only a tracer conversion means a NumPy-only callable
         theta_np = tree_map(np.asarray, theta)
         check_grad_output(theta_np, fn(theta_np))
         return Gradient(fn, theta, traceable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,57 @@ def _pick_backend(backend: str, solver: Any, traceable: bool) -> str:
     return backend
 
 
+class PrecisionWarning(UserWarning):
+    """A requested tolerance finer than the float dtype in use can reach."""
+
+
+#: The finest ``rtol`` a float32 run can honour (about ten units in the last place).
+FLOAT32_RTOL = 10 * float(np.finfo(np.float32).eps)
+
+
+def _tolerance(rtol: float | None) -> float:
+    """``rtol`` checked, or its default for the float dtype in use (1e-7 in float64, 1e-5 in
+    float32); a float32 run asked for less than `FLOAT32_RTOL` warns."""
+    float32 = jax.numpy.result_type(float) == np.float32
+    if rtol is None:
+        return 1e-5 if float32 else 1e-7
+    rtol = check_positive("rtol", rtol)
+    if float32 and rtol < FLOAT32_RTOL:
+        warnings.warn(
+            f"rtol={rtol:g} is below what float32 can resolve (~{FLOAT32_RTOL:.1e}); this run "
+            "is float32 because jax_enable_x64 is off: enable it with "
+            "jax.config.update('jax_enable_x64', True) before creating arrays",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+    return rtol
+
+
+def check_options(**options: Any) -> dict[str, Any]:
+    """Check keyword options meant for `integrate` before anything runs (used by `compare`
+    and the convergence helpers, which call `integrate` once per learning rate): an unknown
+    name is a ``TypeError`` and a bad ``order``/``convention``/``backend``/tolerance a
+    ``ValueError``, each naming the parameter. Returns the options unchanged."""
+    import inspect
+
+    accepted = inspect.signature(integrate).parameters
+    own = {"opt", "loss", "theta0", "grad", "steps", "t1", "save_steps"}
+    for name in options:
+        if name not in accepted or name in own:
+            allowed = sorted(n for n in accepted if n not in own)
+            raise TypeError(f"unknown integrate option {name!r}; options: {allowed}")
+    check_choice("order", options.get("order", "leading"), ORDERS)
+    check_choice("convention", options.get("convention", "exact"), CONVENTIONS)
+    check_choice("backend", options.get("backend", "auto"), BACKENDS)
+    if options.get("rtol") is not None:
+        check_positive("rtol", options["rtol"])
+    if "atol" in options:
+        check_positive("atol", options["atol"], allow_zero=True)
+    if "max_steps" in options:
+        check_int("max_steps", options["max_steps"], 1)
+    return options
+
+
 def integrate(
     opt: KAdam,
     loss: Callable[[PyTree], Any] | None,
@@ -97,7 +149,7 @@ def integrate(
     convention: str = "exact",
     backend: str = "auto",
     solver: Any = None,
-    rtol: float = 1e-7,
+    rtol: float | None = None,
     atol: float = 1e-10,
     save_steps: Any = None,
     max_steps: int = 200_000,
@@ -139,8 +191,11 @@ def integrate(
         ``"kvaerno3"``, ``"kvaerno5"``) or a solver instance; scipy: a ``solve_ivp``
         method (default ``"RK45"``; ``"Radau"``, ``"BDF"``, ``"LSODA"`` get an exact
         Jacobian).
-    rtol, atol : the adaptive step's tolerances (the defaults can sit above the corrected
-        orders' model error: measure their O(lr²)/O(lr³) with rtol around 1e-12).
+    rtol, atol : the adaptive step's tolerances. ``rtol`` defaults to 1e-7 in float64
+        (``jax_enable_x64``) and to 1e-5 in float32, where a smaller one is out of reach
+        and warns (`PrecisionWarning`) naming ``jax_enable_x64``. The defaults can sit
+        above the corrected orders' model error: measure their O(lr²)/O(lr³) with rtol
+        around 1e-12, in float64.
     save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
 
@@ -165,7 +220,7 @@ def integrate(
     # (a spec with lr = 1), and t = Σ η_i is reported in the Trajectory.
     clock = opt if opt.schedule is None else _step_clock(opt, order, steps)
     t_end = _horizon(clock, steps, t1)
-    rtol = check_positive("rtol", rtol)
+    rtol = _tolerance(rtol)
     atol = check_positive("atol", atol, allow_zero=True)
     max_steps = check_int("max_steps", max_steps, 1)
     save_ts = _save_times(clock, t_end, save_steps)
@@ -252,7 +307,7 @@ def integrate(
         )
         if throw:
             raise IntegrationError(message)
-    m, v = model.moments(save_ts, ys, params, NUMPY_OPS)
+    m, v = model.moments(save_ts, ys, params, grad_fn, xp)
     validity = model.validity(clock, params, save_ts, ys, grad_fn)
     if success and validity is not None and validity > 1:  # a valid start, then left it
         message = (

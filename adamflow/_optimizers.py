@@ -175,13 +175,14 @@ def AdamW(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-    weight_decay: float = 1e-2,
+    weight_decay: float = 1e-4,
 ) -> KAdam:
     r"""AdamW: Adam with decoupled weight decay λ (theory/adamw.md §1-3).
 
     ``θ_n = θ_{n-1} - η (m̂_n/(sqrt(v̂_n)+ε) + λ θ_{n-1})``; flow
     ``dθ/dt = -(m̂/(sqrt(v̂)+ε) + λθ)``. Same as
-    ``optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)``.
+    ``optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)``, defaults
+    included (λ = 1e-4, as optax's).
     """
     return KAdam(lr, k=1, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, name="AdamW")
 

@@ -37,6 +37,9 @@ class Trajectory:
         ``None`` where the solver cannot count them), and backend-specific counters.
     success, message : whether the run finished with a finite state, and why not.
     kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
+    dtype : the one float dtype of ``ts``, a flow's ``steps``, ``theta``, ``m``, ``v`` and
+        ``u``: JAX's default float (float64 under ``jax_enable_x64``, else float32), whatever
+        the backend computed in (scipy works in float64).
     validity : for corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
         points from t = lr on, levels and coordinates, where ``x`` is each level's drive
         (``g``, then ``u⁽ⁱ⁻¹⁾``). Values of order one or more mean a coordinate changes by
@@ -58,6 +61,22 @@ class Trajectory:
     backend: str | None = None
     validity: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One float dtype for every result, so float32 runs (x64 off) are not mixed with the
+        # float64 that NumPy, scipy or the corrected flows' start compute in.
+        dtype = np.dtype(jax.numpy.result_type(float))
+        cast = lambda x: x.astype(dtype) if hasattr(x, "astype") else np.asarray(x, dtype)  # noqa: E731
+        for name in ("theta", "m", "v", "u"):
+            object.__setattr__(self, name, jax.tree_util.tree_map(cast, getattr(self, name)))
+        object.__setattr__(self, "ts", np.asarray(self.ts, dtype=dtype))
+        if np.asarray(self.steps).dtype.kind == "f":
+            object.__setattr__(self, "steps", np.asarray(self.steps, dtype=dtype))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float dtype of every result (JAX's default float when it was made)."""
+        return np.asarray(self.ts).dtype
 
     def theta_flat(self) -> np.ndarray:
         """Parameters as one array of shape ``(S, D)`` (leaves raveled and concatenated)."""

@@ -2,8 +2,12 @@
 
     python scripts/make_figures.py [--quick] [--out DIR] [--only NAME ...] [--seed N]
 
-Each figure is written atomically with a JSON sidecar (parameters, seed, version, results);
-the same seed gives the same numbers. Prints each figure's scalar results.
+Full mode writes the committed figures/ (its documented purpose; the same seed gives the
+same numbers, so a rerun leaves them unchanged). ``--quick`` runs reduced sizes and writes
+a scratch folder, runs/figures-quick/ (ignored by git) unless --out says otherwise, and never
+figures/: its sidecars say "quick": true, and scripts/update_readme.py refuses them. Each
+figure is written atomically with a JSON sidecar (parameters, seed, version, results).
+Prints each figure's scalar results and the folder written.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from adamflow.experiments import FIGURES, make_figure  # noqa: E402
-from adamflow.experiments.cli import checked, writable_folder  # noqa: E402
+from adamflow.experiments.cli import checked, exit_with_error, unwritable_reason  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+FIGURES_DIR = ROOT / "figures"
+#: Where --quick writes by default: a scratch folder that git ignores.
+QUICK_OUT = ROOT / "runs" / "figures-quick"
 
 
 def _scalars(results: Any) -> Any:
@@ -36,11 +43,16 @@ def _scalars(results: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (a bad value exits with status 2 and a message naming its flag)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
     parser.add_argument(
-        "--out", type=writable_folder, default=ROOT / "figures", help="output folder"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: figures/; with --quick, runs/figures-quick/)",
     )
     parser.add_argument("--only", nargs="+", choices=list(FIGURES), help="only these figures")
     parser.add_argument(
@@ -54,15 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (default: the command line), make the figures, print their results."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = args.out if args.out is not None else (QUICK_OUT if args.quick else FIGURES_DIR)
+    if args.quick and out.resolve() == FIGURES_DIR.resolve():
+        exit_with_error(
+            parser.prog,
+            f"--out {out}: quick figures never go into {FIGURES_DIR} (it holds the committed, "
+            "full-size ones); leave --out out to write runs/figures-quick/",
+        )
+    reason = unwritable_reason(out)
+    if reason:
+        exit_with_error(parser.prog, f"--out {out}: cannot write there: {reason}")
     from tqdm.auto import tqdm
 
     names = args.only or list(FIGURES)
     summaries = {}
     for name in (bar := tqdm(names, desc="figures", unit="fig")):
         bar.set_postfix_str(name)
-        summaries[name] = _scalars(make_figure(name, args.out, quick=args.quick, seed=args.seed))
+        summaries[name] = _scalars(make_figure(name, out, quick=args.quick, seed=args.seed))
     print(json.dumps(summaries, indent=2, default=str))
+    kind = "quick (scratch) figures" if args.quick else "figures"
+    print(f"wrote {len(names)} {kind} to {out}")
 
 
 if __name__ == "__main__":

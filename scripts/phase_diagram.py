@@ -1,9 +1,9 @@
-"""Map where Adam's (β₁, β₂) are stable: run the grid, write the figure, data and sidecar.
+r"""Map where Adam's (β₁, β₂) are stable: run the grid, write the figure, data and sidecar.
 
     python scripts/phase_diagram.py                      # default sparse problem, 40 x 40
     python scripts/phase_diagram.py --problem switch_off --grid 30 --n0 2000
     python scripts/phase_diagram.py --p 0.05 --dim 64 --steps 6000 --threshold 50
-    python scripts/phase_diagram.py --b1-range 0.5 0.999 --b2-range 0.1 0.9999 \\
+    python scripts/phase_diagram.py --b1-range 0.5 0.999 --b2-range 0.1 0.9999 \
         --spacing log --steps 4000 --out /tmp/maps --resume
 
 Runs ``adamflow.phase_diagram`` (a constant learning rate; see its docstring) on the grid
@@ -13,6 +13,15 @@ Runs ``adamflow.phase_diagram`` (a constant learning rate; see its docstring) on
 ``adamflow.load_phase_diagram``) and ``phase_diagram.json`` (every parameter, the seed, the
 package version, the summary; no run time, so a rerun leaves every file unchanged), then
 prints a short summary with the timings.
+
+Where it writes: ``--out`` if given. Without it, the default configuration (no flag that
+changes the result) writes the committed ``figures/`` (its documented purpose: a rerun
+leaves them unchanged); any other configuration writes ``runs/phase_diagram/<flags>/``
+(ignored by git), named in its output, and never a committed file. An ``--out`` that cannot
+be written is a one-line error (exit 2) before anything is computed.
+
+Before the sweep it prints the cells × steps, the memory the results need and an estimate
+of the time; a sweep whose results cannot fit in the available memory is refused (exit 2).
 
 The problem's own parameters are flags too (--dim, --p, --condition, --n0, --scale,
 --n-samples, --batch, --l2, --hidden, and --problem-seed for its ``seed``); each applies to
@@ -59,10 +68,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adamflow.experiments.cli import integer, number, writable_folder  # noqa: E402
+from adamflow.experiments.cli import exit_with_error, integer, number, unwritable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ".phase_diagram_checkpoint"
+#: Where a run without --out writes: the committed figures for the default configuration,
+#: a folder of its own under runs/ (ignored by git) for any other.
+FIGURES = ROOT / "figures"
+RUNS = ROOT / "runs" / "phase_diagram"
+#: Flags that do not change the result (where it goes, how it runs, how it is shown).
+NOT_RESULT_FLAGS = ("out", "resume", "no_progress", "processes", "distributed")
+#: Throughput of the discrete sweep kernel on a 2-core CPU, in parameter-coordinate steps
+#: per second (scripts/bench.py --quick measured 1.7e8; rounded down). Only for the
+#: estimate printed before a sweep; the progress bar then shows the real rate.
+CPU_COORDINATE_STEPS_PER_S = 1e8
+#: Bytes of results per cell: 19 per-cell float64/int64 arrays of a PhaseDiagram, times 3
+#: for the copies made while gathering, checkpointing and saving them.
+RESULT_BYTES_PER_CELL = 19 * 8 * 3
 
 
 def _flag(name: str) -> str:
@@ -88,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     unit = number(0.0, high=1.0)
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--problem", choices=sorted(problems.PROBLEMS), default="sparse")
     parser.add_argument(
@@ -144,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"cells per compiled chunk and checkpoint file (default {phase.DEFAULT_CHUNK})",
     )
     parser.add_argument(
-        "--out", type=writable_folder, default=ROOT / "figures", help="output folder"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: figures/ for the default configuration, else "
+        "runs/phase_diagram/<flags>/)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="reuse the finished chunks of an interrupted run"
@@ -216,6 +244,78 @@ def make_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> A
         parser.error(f"argument {flags}: {error}")
 
 
+def changed_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that change the result and differ from their defaults: ``{dest: value}``
+    (empty for the default configuration)."""
+    defaults = vars(parser.parse_args([]))
+    return {
+        name: value
+        for name, value in vars(args).items()
+        if name not in NOT_RESULT_FLAGS and value != defaults[name]
+    }
+
+
+def output_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """``--out``, or the committed figures/ for the default configuration, or a folder
+    under runs/phase_diagram/ named after the changed flags."""
+    if args.out is not None:
+        return args.out
+    changed = changed_flags(parser, args)
+    if not changed:
+        return FIGURES
+    parts = []
+    for name, value in sorted(changed.items()):
+        shown = "-".join(
+            f"{v:g}" if isinstance(v, float) else str(v)
+            for v in (value if isinstance(value, (list, tuple)) else [value])
+        )
+        parts.append(f"{name.removeprefix('problem_').replace('_', '-')}-{shown}")
+    slug = "_".join(parts)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in slug)
+    return RUNS / safe[:120]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def sweep_cost(cells: int, steps: int, dim: int, dynamics: str, substeps: int) -> dict[str, float]:
+    """What a sweep costs before it runs: cell-steps, result bytes and estimated seconds on a
+    2-core CPU (`CPU_COORDINATE_STEPS_PER_S`; the continuous flow makes 4 RK4 stages per
+    substep)."""
+    work = cells * steps * dim * (4 * substeps if dynamics == "continuous" else 1)
+    return {
+        "cell_steps": float(cells) * steps,
+        "bytes": float(cells) * RESULT_BYTES_PER_CELL,
+        "seconds": work / CPU_COORDINATE_STEPS_PER_S,
+    }
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.3g} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.3g} TB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def resume_command(argv: list[str]) -> str:
     """The command that resumes this run: the same flags, with --resume."""
     script = Path(__file__).resolve()
@@ -233,6 +333,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.out = output_folder(parser, args)
+    reason = unwritable_reason(args.out)
+    if reason:
+        exit_with_error(parser.prog, f"--out {args.out}: cannot write there: {reason}")
     if args.processes > 1:
         if args.distributed:
             parser.error("argument --processes: not with --distributed (it launches them)")
@@ -279,6 +383,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
     steps = args.steps if args.steps is not None else run["steps"]
     lr = args.lr if args.lr is not None else run["lr"]
     checkpoint = args.out / CHECKPOINT
+    announce(parser, args, problem, b1s.size * b2s.size, steps)
     try:
         return _run(parser, args, problem, b1s, b2s, steps, lr, checkpoint, start)
     except KeyboardInterrupt as interrupt:
@@ -296,6 +401,40 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
             flush=True,
         )
         raise SystemExit(130) from None
+
+
+def announce(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, problem: Any, cells: int, steps: int
+) -> None:
+    """Print what the sweep will cost (cells × steps, result memory, estimated time) and
+    refuse, before anything is allocated, one whose results cannot fit in memory."""
+    import jax
+
+    dim = sum(int(np_size(leaf)) for leaf in jax.tree_util.tree_leaves(problem.theta0))
+    cost = sweep_cost(cells, steps, dim, args.dynamics, args.substeps)
+    available = available_memory()
+    if cost["bytes"] > available:
+        exit_with_error(
+            parser.prog,
+            f"--grid {args.grid}: {cells:,} cells need about {_size(cost['bytes'])} for their "
+            f"results, more than the {_size(available)} of memory available; use a smaller "
+            "--grid (or split the ranges over several runs)",
+        )
+    if jax.process_index() == 0:
+        print(
+            f"sweep: {cells:,} cells × {steps:,} steps = {cost['cell_steps']:.3g} cell-steps "
+            f"(dim {dim}); results about {_size(cost['bytes'])} of {_size(available)} "
+            f"available; estimated {_duration(cost['seconds'])} on a 2-core CPU; "
+            f"writing to {args.out}",
+            flush=True,
+        )
+
+
+def np_size(leaf: Any) -> int:
+    """The number of entries of an array leaf."""
+    import numpy as np
+
+    return int(np.size(leaf))
 
 
 def _run(

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adamflow.experiments.readme import update_readme  # noqa: E402
+from adamflow.experiments.readme import QuickSidecars, update_readme  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         "--figures", type=Path, default=ROOT / "figures", help="folder of the figure sidecars"
     )
     args = parser.parse_args(argv)
-    current = update_readme(args.readme, args.figures, check=args.check)
+    try:
+        current = update_readme(args.readme, args.figures, check=args.check)
+    except (QuickSidecars, FileNotFoundError) as error:
+        print(f"update_readme.py: refused: {error}", file=sys.stderr)
+        return 2
     if current:
         print(f"{args.readme}: Results up to date")
         return 0

@@ -1,5 +1,6 @@
 """The leading-order flow: backends agree, order-one convergence, limits and failures."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -131,7 +132,22 @@ def test_b1_zero_has_no_memory_and_tracks_discrete():
     opt = af.Adam(0.005, b1=0.0, b2=0.99)
     cmp = af.compare(opt, smooth_loss, THETA0, 100)
     assert cmp.flow.success and cmp.relative_error < 0.02
-    assert np.all(cmp.flow.m[0]["w"] == 0)  # the first moment is not a state when a = inf
+    # No memory: the raw first moment is the gradient itself at every saved point after the
+    # start (0 at t = 0, like every raw moment), as the discrete m_n = g_n; it is no state.
+    grads = jax.vmap(jax.grad(smooth_loss))(cmp.flow.theta)
+    np.testing.assert_allclose(cmp.flow.m[0]["w"][1:], grads["w"][1:], rtol=1e-12)
+    assert np.all(cmp.flow.m[0]["w"][0] == 0)
+    gap = np.abs(cmp.flow.m[0]["w"] - cmp.discrete.m[0]["w"]).max()
+    assert 0 < gap < 0.02 * np.abs(cmp.discrete.m[0]["w"]).max()  # O(lr), as theta's
+
+
+@pytest.mark.parametrize("backend", ["diffrax", "scipy"])
+def test_b2_zero_flow_second_moment_is_the_squared_gradient(backend):
+    opt = af.Adam(0.005, b1=0.9, b2=0.0)
+    flow = af.integrate(opt, smooth_loss, THETA0, steps=20, backend=backend)
+    grads = jax.vmap(jax.grad(smooth_loss))(flow.theta)
+    np.testing.assert_allclose(flow.v[0]["b"][1:], grads["b"][1:] ** 2, rtol=1e-12)
+    assert np.all(flow.m[0]["b"][1:] != 0)  # the first moment keeps its memory
 
 
 def test_failures_are_loud_or_flagged():

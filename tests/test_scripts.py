@@ -85,14 +85,18 @@ def test_output_paths_that_cannot_be_written_exit_2(
     afile = tmp_path / "file"
     afile.write_text("")
     if name in ("phase_diagram", "make_figures"):
-        bad = [["--out", str(afile)], ["--out", str(afile / "below")]]
-        flag = "--out"
-    else:
-        bad = [["--json", str(tmp_path)], ["--json", str(afile / "below.json")]]
-        flag = "--json"
+        # /proc takes no new file even for root, whose permission bits say it may.
+        bad = [["--out", str(afile)], ["--out", str(afile / "below")], ["--out", "/proc/nope"]]
+        for argv in bad:
+            code, text = exit_of(name, argv, capsys)
+            assert code == 2 and text.count("\n") == 1, text  # one line, before any compute
+            assert text.startswith(f"{name}.py: error: --out {argv[1]}: cannot write"), text
+        assert not Path("/proc/nope").exists()
+        return
+    bad = [["--json", str(tmp_path)], ["--json", str(afile / "below.json")]]
     for argv in bad:
         code, text = exit_of(name, argv, capsys)
-        assert code == 2 and f"argument {flag}" in text, text
+        assert code == 2 and "argument --json" in text, text
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -189,3 +193,123 @@ def test_interrupt_in_process_prints_one_line_and_exits_130(
     assert status == 130
     lines = [line for line in text.splitlines() if line.startswith("interrupted:")]
     assert len(lines) == 1 and "0 of 4 chunks saved" in lines[0] and "--resume" in lines[0]
+
+
+def test_phase_diagram_writes_figures_only_for_its_default_configuration() -> None:
+    module = script("phase_diagram")
+    parser = module.build_parser()
+    default = parser.parse_args([])
+    assert module.output_folder(parser, default) == ROOT / "figures"
+    # Flags that change nothing in the result keep the committed folder.
+    quiet = parser.parse_args(["--no-progress", "--resume"])
+    assert module.output_folder(parser, quiet) == ROOT / "figures"
+    for argv in (
+        ["--problem", "quadratic", "--grid", "24"],
+        ["--chunk-size", "100"],
+        ["--p", "0.05"],
+    ):
+        folder = module.output_folder(parser, parser.parse_args(argv))
+        assert folder.parent == ROOT / "runs" / "phase_diagram", folder
+        assert not (ROOT / ".gitignore").read_text().count(str(folder)), folder
+    folder = module.output_folder(
+        parser, parser.parse_args(["--problem", "quadratic", "--grid", "24"])
+    )
+    assert folder.name == "grid-24_problem-quadratic"
+    explicit = parser.parse_args(["--grid", "24", "--out", "/tmp/x"])
+    assert module.output_folder(parser, explicit) == Path("/tmp/x")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(ROOT / "runs" / "phase_diagram" / "a" / "b.png")],
+        cwd=ROOT,
+    )
+    assert ignored.returncode == 0  # runs/ is ignored by git
+
+
+def test_phase_diagram_names_its_folder_and_cost_before_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = script("phase_diagram")
+    monkeypatch.setattr(module, "RUNS", tmp_path / "runs")
+    summary = module.main([*SMALL, "--problem", "quadratic"])
+    text = capsys.readouterr().out
+    folder = tmp_path / "runs" / "chunk-size-4_grid-4_problem-quadratic_steps-200"
+    lines = text.splitlines()
+    assert lines[0].startswith("sweep: 16 cells × 200 steps = 3.2e+03 cell-steps (dim 16)"), text
+    assert "estimated" in lines[0] and lines[0].endswith(f"writing to {folder}"), text
+    assert summary["cells"] == 16 and f"wrote {folder / 'phase_diagram.png'}" in text, text
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "phase_diagram.json",
+        "phase_diagram.npz",
+        "phase_diagram.png",
+    ]
+
+
+def test_phase_diagram_refuses_a_grid_that_cannot_fit_in_memory(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, text = exit_of("phase_diagram", ["--grid", "100000"], capsys)
+    assert code == 2 and text.count("\n") == 1, text
+    assert "--grid 100000: 10,000,000,000 cells need about" in text and "memory" in text, text
+
+
+def test_sweep_cost_scales_with_cells_steps_and_dim() -> None:
+    module = script("phase_diagram")
+    one = module.sweep_cost(100, 1000, 32, "discrete", 4)
+    assert one["cell_steps"] == 1e5 and one["bytes"] == 100 * module.RESULT_BYTES_PER_CELL
+    assert module.sweep_cost(200, 1000, 32, "discrete", 4)["seconds"] == 2 * one["seconds"]
+    assert module.sweep_cost(100, 1000, 32, "continuous", 4)["seconds"] == 16 * one["seconds"]
+
+
+def test_phase_diagram_help_keeps_the_launcher_examples_line_by_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, text = exit_of("phase_diagram", ["--help"], capsys)
+    assert code == 0
+    assert "--distributed \\\n        --grid 256 --steps 10000 --out /shared/maps" in text, text
+    assert "0.9999 \\\n        --spacing log" in text, text
+
+
+def test_make_figures_quick_writes_a_scratch_folder_never_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = script("make_figures")
+    assert module.QUICK_OUT == ROOT / "runs" / "figures-quick"
+    for out in ("figures", str(ROOT / "figures"), str(ROOT / "figures" / ".." / "figures")):
+        code, text = exit_of("make_figures", ["--quick", "--out", out], capsys)
+        assert code == 2 and "quick figures never go into" in text, text
+    made: list[tuple[str, Path, bool]] = []
+
+    def fake_make_figure(name: str, out: Path, *, quick: bool, seed: int) -> dict[str, float]:
+        made.append((name, Path(out), quick))
+        return {"x": 1.0}
+
+    monkeypatch.setattr(module, "make_figure", fake_make_figure)
+    monkeypatch.setattr(module, "QUICK_OUT", tmp_path / "scratch")
+    module.main(["--quick", "--only", "trajectories"])
+    assert made == [("trajectories", tmp_path / "scratch", True)]
+    assert f"wrote 1 quick (scratch) figures to {tmp_path / 'scratch'}" in capsys.readouterr().out
+    made.clear()
+    module.main(["--only", "trajectories"])
+    assert made == [("trajectories", ROOT / "figures", False)]
+
+
+def test_update_readme_refuses_quick_sidecars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "figures"
+    shutil.copytree(ROOT / "figures", folder)
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    module = script("update_readme")
+    assert module.main(["--check", "--readme", str(readme), "--figures", str(folder)]) == 0
+    sidecar = json.loads((folder / "corrected_orders.json").read_text())
+    (folder / "corrected_orders.json").write_text(json.dumps({**sidecar, "quick": True}))
+    before = readme.read_bytes()
+    for argv in (["--check"], []):
+        status = module.main([*argv, "--readme", str(readme), "--figures", str(folder)])
+        err = capsys.readouterr().err
+        assert status == 2 and "quick sidecars (corrected_orders)" in err, err
+        assert "without --quick" in err
+    assert readme.read_bytes() == before

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,27 @@ def number(low: float | None = None, *, low_open: bool = False, high: float | No
     return checked(float, ok, " ".join(["a finite number", " and ".join(bounds)]).strip())
 
 
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``folder`` cannot be written into, or ``None`` when it can: the nearest existing
+    folder on its path must take a new file (tried for real, with a temporary file that is
+    removed: permission bits do not tell, e.g. for root on /proc)."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing} does not take new files ({error.strerror or error})"
+    return None
+
+
 def writable_folder(text: str) -> Path:
     """An argparse ``type=`` for a folder to write into: not a file, and creatable."""
     path = Path(text)
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a folder to write into, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
+    reason = unwritable_reason(path)
+    if reason:
+        raise argparse.ArgumentTypeError(f"must be a folder to write into, but {reason}")
     return path
 
 
@@ -63,10 +76,14 @@ def writable_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"must be a file to write, but {path} is a folder")
-    existing = next((p for p in path.parents if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(
-            f"must be a file to write, but {existing} is "
-            + ("a file" if not existing.is_dir() else "not writable")
-        )
+    reason = unwritable_reason(path.parent)
+    if reason:
+        raise argparse.ArgumentTypeError(f"must be a file to write, but {reason}")
     return path
+
+
+def exit_with_error(prog: str, message: str) -> None:
+    """Print ``<prog>: error: <message>`` as one line on stderr and exit with status 2 (a
+    command-line error, as argparse's), without a traceback."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)

@@ -115,12 +115,15 @@ def make_figure(
     name: str, out_dir: str | Path, *, quick: bool = False, seed: int = 0
 ) -> dict[str, Any]:
     """Run figure ``name``'s experiment, draw it, write ``<out_dir>/<name>.png`` and
-    ``<name>.json``; returns the figure's ``results``."""
+    ``<name>.json``; returns the figure's ``results``. A quick figure's sidecar says
+    ``"quick": true`` at its top level (a full one is unchanged), so no reader mistakes it
+    for the full figure."""
     figure_data = run_experiment(name, quick=quick, seed=seed)
     figure = _resolve(FIGURES[name][1])(figure_data.data)
+    marker = {"quick": True} if quick else {}
     save_figure(
         figure,
         Path(out_dir) / f"{name}.png",
-        sidecar(figure_data.parameters, seed, **figure_data.results),
+        sidecar(figure_data.parameters, seed, **{**figure_data.results, **marker}),
     )
     return figure_data.results

@@ -39,12 +39,32 @@ _GROWTH_SPLIT = "0.1"
 # ----------------------------------------------------------------------------- reading
 
 
+class QuickSidecars(ValueError):
+    """The sidecars come from ``make_figures.py --quick``: their reduced runs are not the
+    numbers the README quotes."""
+
+
+def is_quick(sidecar: Mapping[str, Any]) -> bool:
+    """Whether a sidecar was made with ``--quick`` (said at its top level, or in its
+    parameters by the experiments that record it there)."""
+    parameters = sidecar.get("parameters")
+    in_parameters = isinstance(parameters, Mapping) and parameters.get("quick") is True
+    return sidecar.get("quick") is True or in_parameters
+
+
 def load_sidecars(figures_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Every JSON sidecar of ``figures_dir``, by figure name (the file's stem)."""
+    """Every JSON sidecar of ``figures_dir``, by figure name (the file's stem). Raises
+    `QuickSidecars` naming them if any was made with ``--quick``."""
     folder = Path(figures_dir)
     sidecars = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
     if not sidecars:
         raise FileNotFoundError(f"no figure sidecars (*.json) in {folder}")
+    quick = [name for name, sidecar in sidecars.items() if is_quick(sidecar)]
+    if quick:
+        raise QuickSidecars(
+            f"{folder} holds quick sidecars ({', '.join(quick)}): the README quotes the full "
+            "figures; run python scripts/make_figures.py (without --quick) to regenerate them"
+        )
     return sidecars
 
 

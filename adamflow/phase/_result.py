@@ -206,7 +206,7 @@ class PhaseDiagram:
         """Write ``<name>.npz`` (arrays; load with ``allow_pickle=False``) and ``<name>.json``
         (`metadata`) atomically; returns the ``.npz`` path."""
         directory = Path(directory)
-        arrays = {name_: getattr(self, name_) for name_ in ARRAY_FIELDS}
+        arrays = {name_: getattr(self, name_) for name_ in ARRAY_FIELDS if name_ not in DERIVED}
         if self.trace is not None and self.trace_steps is not None:
             arrays["trace"] = self.trace
             arrays["trace_steps"] = self.trace_steps
@@ -240,6 +240,12 @@ ARRAY_FIELDS = (
     "silence_v",
 )
 
+#: Arrays `PhaseDiagram.save` does not write: NumPy computes them from the grid and the
+#: stored silences with transcendental functions whose last bit depends on the CPU's vector
+#: unit, so storing them would make a rerun's file differ from machine to machine.
+#: `load_phase_diagram` recomputes them (on the machine that saved them, bit for bit).
+DERIVED = ("theory_growth", "predicted_peak")
+
 #: What arrays missing from files written before they existed read as.
 _MISSING = {
     "nonfinite": False,
@@ -254,7 +260,8 @@ _MISSING = {
 def load_phase_diagram(path: str | Path) -> PhaseDiagram:
     """Read a `PhaseDiagram` written by `PhaseDiagram.save` (the ``.npz`` path, or a folder
     holding ``phase_diagram.npz``); no pickle is involved. Arrays added since a file was
-    written read as "none" (no non-finite cell, no recorded silence)."""
+    written read as "none" (no non-finite cell, no recorded silence); the `DERIVED` arrays
+    are recomputed from the grid, the silences and the sidecar's ``eps`` and ``convention``."""
     path = Path(path)
     if path.is_dir():
         path = path / "phase_diagram.npz"
@@ -266,12 +273,26 @@ def load_phase_diagram(path: str | Path) -> PhaseDiagram:
             arrays[name] = np.full(shape, value)
     meta = json.loads(path.with_suffix(".json").read_text())
     summary = meta.get("summary", {})
+    parameters = meta.get("parameters", {})
+    b1, b2 = np.meshgrid(arrays["b1s"], arrays["b2s"], indexing="ij")
+    if "theory_growth" not in arrays:
+        arrays["theory_growth"] = theory_growth(b1, b2, parameters.get("convention", "exact"))
+    if "predicted_peak" not in arrays:
+        arrays["predicted_peak"] = predicted_peak(
+            b1,
+            b2,
+            arrays["silence_m"],
+            arrays["silence_v"],
+            arrays["silence_start"],
+            arrays["silence_steps"],
+            float(parameters.get("eps", 1e-8)),
+        )
     return PhaseDiagram(
         **{name: arrays[name] for name in ARRAY_FIELDS},
         agreement=float(summary.get("agreement", np.nan)),
         band_cells=int(summary.get("band_cells", int(np.sum(arrays["band"])))),
         threshold=float(summary.get("threshold", np.nan)),
-        parameters=meta.get("parameters", {}),
+        parameters=parameters,
         elapsed=float(summary.get("elapsed_s", np.nan)),  # only in older files
         trace=arrays.get("trace"),
         trace_steps=arrays.get("trace_steps"),
