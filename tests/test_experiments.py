@@ -83,19 +83,32 @@ def test_make_figure_rejects_unknown_names(tmp_path):
 # --------------------------------------------------------------------------- timer
 
 
-def test_timer_measures_and_returns_the_result():
-    seconds, value = timed(lambda: sum(range(1000)))
-    assert value == 499500 and 0.0 <= seconds < 1.0
+def test_timer_measures_and_returns_the_result(monkeypatch):
+    """On a fake clock that advances 1 s per reading and 10 s per call of the function, each
+    timed call is 11 s (two readings bracket it): the timers must report exactly that."""
+    from adamflow.experiments import _timing
+
+    clock = {"now": 0.0}
+
+    def perf_counter() -> float:
+        clock["now"] += 1.0
+        return clock["now"]
+
+    monkeypatch.setattr(_timing.time, "perf_counter", perf_counter)
+    durations = iter([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0])
     calls = []
 
     def counted() -> int:
         calls.append(1)
+        clock["now"] += next(durations)
         return len(calls)
 
-    cold, warm = cold_and_warm(counted, 3)
-    assert len(calls) == 4 and cold >= 0.0 and warm >= 0.0
-    assert median_time(counted, 2) >= 0.0 and len(calls) == 6
-    assert best_time(counted, 0) >= 0.0 and len(calls) == 7  # at least one call
+    seconds, value = timed(counted)
+    assert (seconds, value) == (11.0, 1)  # 10 s of work + the 1 s the second reading adds
+    cold, warm = cold_and_warm(counted, 3)  # 21 s; then 31, 41, 51 -> median 41
+    assert (cold, warm) == (21.0, 41.0) and len(calls) == 5
+    assert median_time(counted, 2) == 66.0 and len(calls) == 7  # median of 61 and 71
+    assert best_time(counted, 0) == 81.0 and len(calls) == 8  # at least one call
 
 
 # --------------------------------------------------------------------------- benchmarks

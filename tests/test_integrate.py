@@ -191,9 +191,13 @@ def test_integrate_rejects_bad_arguments(kwargs, name):
         af.integrate(af.Adam(0.01), smooth_loss, THETA0, **kwargs)
 
 
-def test_progress_bar_runs(capsys):
-    traj = af.integrate(
-        af.Adam(0.01), smooth_loss, THETA0, steps=20, progress=True, backend="scipy"
+@pytest.mark.parametrize(("backend", "done"), [("scipy", "t = 0.2 of 0.2"), ("diffrax", "100.0%")])
+def test_progress_bar_reaches_the_end_and_changes_nothing(capsys, backend, done):
+    quiet = af.integrate(af.Adam(0.01), smooth_loss, THETA0, steps=20, backend=backend)
+    capsys.readouterr()
+    shown = af.integrate(
+        af.Adam(0.01), smooth_loss, THETA0, steps=20, progress=True, backend=backend
     )
-    assert traj.success
-    assert "integrate" in capsys.readouterr().err
+    bar = capsys.readouterr().err
+    assert f"integrate ({backend})" in bar and done in bar, bar
+    np.testing.assert_allclose(shown.theta_flat(), quiet.theta_flat(), rtol=1e-12)

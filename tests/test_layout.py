@@ -80,7 +80,12 @@ def _imports_text(text: str) -> str:
 
 
 def test_import_adamflow_loads_no_heavy_module():
-    code = f"import sys, adamflow\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    """The one subprocess check of a light import: ``import adamflow`` and the numeric
+    stability module load none of the heavy modules (sympy among them)."""
+    code = (
+        "import sys, adamflow, adamflow.stability\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

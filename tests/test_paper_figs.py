@@ -233,7 +233,21 @@ def test_tiny_generalization_grid_and_its_drawing():
     assert data["C"][1, 1] == pytest.approx(c)
     assert data["stable"].tolist() == [[True, False], [True, True]]
     assert summary["spearman_final_test_loss_vs_C"]["n_cells"]["all"] == 4
-    assert isinstance(draw_paper_fig3_generalization([data]), Figure)
+    figure = draw_paper_fig3_generalization([data])
+    # (a) shows log10 of the final test loss cell by cell (white where it diverged).
+    mesh = figure.axes[0].collections[0].get_array()
+    loss = np.asarray(data["final_test_loss"], float)
+    expected = np.log10(np.where(np.isfinite(loss), loss, np.nan)).T.ravel()
+    np.testing.assert_allclose(np.ma.filled(mesh, np.nan).ravel(), expected, equal_nan=True)
+    # (b) places every finite cell at (C, loss), coloured by exact stability.
+    points = {
+        (round(float(x), 12), round(float(y), 12))
+        for collection in figure.axes[1].collections
+        for x, y in collection.get_offsets()
+    }
+    for c_value, value in zip(np.ravel(data["C"]), loss.ravel(), strict=True):
+        if np.isfinite(value):
+            assert (round(float(c_value), 12), round(float(value), 12)) in points
 
 
 def test_tiny_kadam_strategies_and_its_drawing():
@@ -259,7 +273,17 @@ def test_tiny_kadam_strategies_and_its_drawing():
     firsts = {name: entry["mean"][0] for name, entry in data["strategies"].items()}
     assert len(set(firsts.values())) == 1
     assert set(summary["ablation"]) >= {"2-Adam, level-2 b1=0 (no LN)", "Adam + LN", "AdamW + LN"}
-    assert isinstance(draw_paper_fig4_kadam(data), Figure)
+    figure = draw_paper_fig4_kadam(data)
+    # (a) draws each strategy's seed-mean accuracy at every k (one error-bar line each).
+    drawn = [np.asarray(line.get_ydata(), float) for line in figure.axes[0].lines]
+    for name, entry in data["strategies"].items():
+        assert any(
+            y.shape == np.shape(entry["mean"]) and np.allclose(y, entry["mean"]) for y in drawn
+        ), name
+    # The ablation panel has one bar per variant, as long as its mean.
+    bars = figure.axes[-1].patches
+    widths = sorted(round(bar.get_width(), 12) for bar in bars)
+    assert widths == sorted(round(float(e["mean"]), 12) for e in data["ablation"].values())
 
 
 def test_tiny_meta_assumptions_and_its_drawing():
@@ -294,6 +318,9 @@ def test_quick_experiment_then_drawing(name):
     from adamflow.plotting import paper_figs as drawings
 
     fd = getattr(pf, f"{name}_experiment")(quick=True)
-    json.dumps(_jsonable(fd.results))  # JSON-able
+    assert json.loads(json.dumps(_jsonable(fd.results))) == _jsonable(fd.results)
     assert fd.parameters["quick"] is True
-    assert isinstance(getattr(drawings, f"draw_{name}")(fd.data), Figure)
+    figure = getattr(drawings, f"draw_{name}")(fd.data)
+    assert isinstance(figure, Figure) and figure.axes
+    for axis in figure.axes:  # every panel draws something
+        assert axis.lines or axis.collections or axis.patches or axis.images, axis

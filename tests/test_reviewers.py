@@ -54,10 +54,23 @@ def test_noise_problems_share_mean_and_variance():
             draws[kind] = np.asarray(jax.vmap(lambda k: problem.grad(theta, k))(keys))  # noqa: B023
     det, gauss, bern = (draws[kind] for kind in reviewers.NOISE_KINDS)
     assert np.all(gauss != 0) and np.all(det != 0) and np.mean(bern == 0) > 0.9
-    mean = det[0]
-    assert np.all(np.abs(gauss.mean(0) - mean) <= 0.3 * np.abs(mean))
-    assert np.all(np.abs(bern.mean(0) - mean) <= 0.3 * np.abs(mean))
-    assert gauss.var(0).sum() == pytest.approx(bern.var(0).sum(), rel=0.1)
+    mean, n = det[0], len(keys)
+    assert np.all(det == mean)  # deterministic: the same gradient at every key
+    # Each noisy mean within 4 of its own standard errors of the deterministic gradient
+    # (the SE is about 5% of it per coordinate here), and the two total variances within 4
+    # SEs of each other: a bound set by the sampling error, not a fixed 30%.
+    for draw in (gauss, bern):
+        standard_error = draw.std(0) / np.sqrt(n)
+        assert np.all(np.abs(draw.mean(0) - mean) <= 4 * standard_error)
+        assert np.all(standard_error < 0.06 * np.abs(mean))
+
+    def variance_and_error(draw: np.ndarray) -> tuple[float, float]:
+        centred = draw - draw.mean(0)
+        per_sample = (centred**2).sum(1)  # the total variance's summand
+        return float(per_sample.mean()), float(per_sample.std() / np.sqrt(n))
+
+    (vg, eg), (vb, eb) = variance_and_error(gauss), variance_and_error(bern)
+    assert abs(vg - vb) <= 4 * np.hypot(eg, eb) and np.hypot(eg, eb) < 0.02 * vg
 
 
 @pytest.mark.slow  # the quick experiment: ~30 s of sweeps
@@ -66,3 +79,7 @@ def test_drawing_has_three_panels(quick):
 
     figure = draw_paper_reviewers(quick.data)
     assert len(figure.axes) == 3
+    # Every panel draws something, and each is labelled.
+    for axis in figure.axes:
+        assert axis.get_title() or axis.get_xlabel(), axis
+        assert axis.lines or axis.images or axis.collections, axis

@@ -184,16 +184,6 @@ def test_invalid_inputs_name_the_parameter(call, message):
         call()
 
 
-def test_stability_module_does_not_import_sympy():
-    import subprocess
-    import sys
-
-    code = "import sys, adamflow.stability; print('sympy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
-
-
 def test_log_growth_is_signed_and_growth_rate_its_positive_part():
     b1s = np.array([0.9, 0.5, 0.99, 0.0])
     b2s = np.array([0.999, 0.1, 0.97, 0.5])
