@@ -39,8 +39,9 @@ def run_discrete(
     replaces ``jax.grad(loss)``: a JAX function runs inside one jitted ``lax.scan``; a
     NumPy-only callable is called once per step on NumPy arrays (slower, same numbers).
     ``progress`` shows a bar of steps done (the run then goes block by block, one block per
-    saved step). ``theta0`` must be finite and the gradient must have its structure and
-    shapes (checked before the run). A run that goes non-finite returns ``success=False``
+    saved step). ``theta0`` must be a PyTree of real, finite arrays (a list of plain numbers
+    is refused: pass ``jnp.asarray``) and the gradient must have its structure and shapes
+    (checked before the run). A run that goes non-finite returns ``success=False``
     and names the first such saved step and parameter leaf.
     """
     if not isinstance(opt, KAdam):

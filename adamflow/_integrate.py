@@ -171,7 +171,9 @@ def integrate(
     ----------
     opt : an `Adam`, `AdamW` or `KAdam` spec.
     loss : scalar function of the parameter PyTree (``None`` when ``grad`` is given).
-    theta0 : initial parameters (any PyTree of arrays).
+    theta0 : initial parameters: any PyTree of real arrays (integers are taken as floats;
+        complex, boolean and string leaves, and a list or tuple of plain numbers, raise
+        ``TypeError``: a list is a PyTree node, so pass ``jnp.asarray`` for a vector).
     grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
     steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
