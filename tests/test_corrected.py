@@ -79,7 +79,10 @@ def _errors(opt, order, lrs, loss=far_log_cosh):
 
 
 @pytest.mark.parametrize(
-    "k, weight_decay", [(1, 0.0), (1, 0.05), (2, 0.0)], ids=["adam", "adamw", "2-adam"]
+    "k, weight_decay",
+    # AdamW's first-order terms are also checked by corrected2's third order for AdamW.
+    [(1, 0.0), pytest.param(1, 0.05, marks=pytest.mark.slow), (2, 0.0)],
+    ids=["adam", "adamw", "2-adam"],
 )
 def test_corrected_flow_is_second_order(k, weight_decay):
     finals, maxima = _errors(spec(k, weight_decay=weight_decay), "corrected", LRS)
@@ -110,7 +113,8 @@ def test_order_test_catches_missing_lags(monkeypatch):
 # ----------------------------------------------------------------------------- the start
 
 
-@pytest.mark.parametrize("order", ["corrected", "corrected2"])
+# One start serves both orders (the first discrete step); -m slow checks corrected2 too.
+@pytest.mark.parametrize("order", ["corrected", pytest.param("corrected2", marks=pytest.mark.slow)])
 def test_the_flow_starts_from_the_first_discrete_step(order):
     opt = spec(k=2, lr=0.02)
     disc = af.run_discrete(opt, far_quadratic, THETA0, 3)
@@ -145,7 +149,8 @@ def test_raw_moments_and_update_track_the_discrete_ones():
     assert 0 < flow.validity < 0.05, flow.validity
 
 
-@pytest.mark.parametrize("order", ["corrected", "corrected2"])
+# Both orders share one field code on both backends; -m slow compares corrected2 too.
+@pytest.mark.parametrize("order", ["corrected", pytest.param("corrected2", marks=pytest.mark.slow)])
 def test_diffrax_and_scipy_agree(order):
     opt = spec(k=2, lr=0.01, weight_decay=0.05)
     kwargs = dict(steps=50, order=order, rtol=1e-10, atol=1e-13, save_steps=[0, 50])
@@ -212,6 +217,7 @@ def test_refuses_what_it_cannot_integrate(order):
         af.integrate(spec(), None, np.zeros(5), grad=numpy_grad, steps=2, order=order)
 
 
+@pytest.mark.slow  # the README's table row; the default run checks corrected2's gain below
 def test_at_lr_005_the_best_flow_is_ten_times_closer_than_the_leading_one():
     # The 1-D table's hardest row (nonconvex_1d, β₁ 0.99, β₂ 0.999, T = 8, 160 steps).
     from adamflow.experiments.corrected import accuracy_table

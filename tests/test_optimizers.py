@@ -48,7 +48,7 @@ def test_adam_is_a_one_level_cascade():
     assert adam == af.KAdam(1e-3, k=1, b1=0.8, b2=0.99, eps=1e-7)
     assert adam.b1s == (0.8,) and adam.b2s == (0.99,)
     assert repr(adam).startswith("Adam(")
-    assert af.AdamW(1e-3).weight_decay == 1e-2
+    assert af.AdamW(1e-3).weight_decay == 1e-4  # optax.adamw's default
 
 
 def test_per_level_hyperparameters_and_frozen():

@@ -209,6 +209,7 @@ def test_tiny_experiment_draws_without_pyplot(tiny_run):
     assert "matplotlib.pyplot" not in sys.modules
 
 
+@pytest.mark.slow  # the tiny transformer's flows: about 45 s
 def test_a_failing_flow_is_recorded_not_raised(monkeypatch, tmp_path):
     """A flow that cannot run (here: the corrected flow with Euler rates, which it refuses)
     is kept with its message and NaN errors; the closest flow is chosen among the others."""

@@ -153,6 +153,7 @@ def test_depth_step_equals_the_k_level_cascade():
     assert padded.k == 3 and padded.b1s == (0.8,) * 3 and padded.b2s == (0.99,) * 3
 
 
+@pytest.mark.slow  # vmapped specs in one program are also checked by test_kadam's trainer test
 def test_train_grid_runs_different_k_in_one_program():
     task = digits_mlp_task(0)
     keys = pt.seed_keys(0, 2)

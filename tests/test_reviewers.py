@@ -82,4 +82,4 @@ def test_drawing_has_three_panels(quick):
     # Every panel draws something, and each is labelled.
     for axis in figure.axes:
         assert axis.get_title() or axis.get_xlabel(), axis
-        assert axis.lines or axis.images or axis.collections, axis
+        assert axis.lines or axis.images or axis.collections or axis.patches, axis

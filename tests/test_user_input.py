@@ -171,7 +171,7 @@ _FLOAT32 = textwrap.dedent(
     runs = {"discrete": af.run_discrete(opt, loss, theta0, 40)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the defaults must not warn in float32
-        for order in ("leading", "corrected2", "paper"):
+        for order in ORDERS:
             runs[order] = af.integrate(opt, loss, theta0, steps=40, order=order)
         runs["scipy"] = af.integrate(opt, loss, theta0, steps=40, backend="scipy")
     with warnings.catch_warnings(record=True) as caught:
@@ -193,12 +193,22 @@ _FLOAT32 = textwrap.dedent(
 )
 
 
-def test_float32_runs_have_one_dtype_and_warn_below_float32_reach():
+@pytest.mark.parametrize(
+    "orders",
+    [
+        ("leading",),
+        pytest.param(("leading", "corrected2", "paper"), marks=pytest.mark.slow),
+    ],
+    ids=["leading", "every-order"],
+)
+def test_float32_runs_have_one_dtype_and_warn_below_float32_reach(orders):
     """x64 off (a subprocess: the suite runs with it on): every result float32, the default
     tolerance honoured without a warning, a finer one warned about naming jax_enable_x64,
-    and the numbers within float32 round-off of the float64 runs."""
+    and the numbers within float32 round-off of the float64 runs. The default run checks
+    the leading flow (the cast to one dtype is shared by every order); -m slow adds the
+    corrected2 and paper orders."""
     done = subprocess.run(
-        [sys.executable, "-c", _FLOAT32],
+        [sys.executable, "-c", f"ORDERS = {orders!r}\n" + _FLOAT32],
         capture_output=True,
         text=True,
         timeout=600,
@@ -207,7 +217,9 @@ def test_float32_runs_have_one_dtype_and_warn_below_float32_reach():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    for name in ("discrete", "leading", "corrected2", "paper", "scipy"):
+    names = ("discrete", *orders, "scipy")
+    assert sorted(out["final"]) == sorted(names)
+    for name in names:
         assert out[name] == {f: ["float32"] for f in ("ts", "theta", "m", "v", "u")}, name
     assert out["flow_steps"] == "float32"
     (category, message), *rest = out["warnings"]
@@ -216,10 +228,8 @@ def test_float32_runs_have_one_dtype_and_warn_below_float32_reach():
     opt = af.Adam(1e-2, b1=0.9, b2=0.99)
     reference = {
         "discrete": af.run_discrete(opt, loss, THETA0, 40),
-        "leading": af.integrate(opt, loss, THETA0, steps=40),
-        "corrected2": af.integrate(opt, loss, THETA0, steps=40, order="corrected2"),
-        "paper": af.integrate(opt, loss, THETA0, steps=40, order="paper"),
         "scipy": af.integrate(opt, loss, THETA0, steps=40, backend="scipy"),
+        **{order: af.integrate(opt, loss, THETA0, steps=40, order=order) for order in orders},
     }
     for name, tr in reference.items():
         # float32 round-off over 40 steps, against the float64 path (errors of the flows
