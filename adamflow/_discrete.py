@@ -87,14 +87,28 @@ def _run_scan(
     steps: int,
     save_every: int,
 ) -> tuple[Any, list[int]]:
-    """Scan ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start."""
-    n_blocks, tail = divmod(steps, save_every)
+    """Run ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start.
+
+    ``steps`` and ``save_every`` are traced, and the saved records fill a buffer padded to
+    `save_bucket`, so a new horizon or saving interval reuses the compiled loop."""
     saved_steps = _saved_steps(steps, save_every)
     state0 = init_state(k, theta0)
-    record0 = (theta0, state0.m, state0.v, tree_map(jnp.zeros_like, theta0))
-    records = _scan_jit(grad_fn, n_blocks, save_every, tail, opt, theta0, state0)
-    stacked = tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), record0, records)
-    return stacked, saved_steps
+    records = _loop_jit(
+        grad_fn,
+        save_bucket(len(saved_steps)),
+        opt,
+        theta0,
+        state0,
+        jnp.asarray(steps),
+        jnp.asarray(save_every),
+    )
+    return tree_map(lambda x: x[: len(saved_steps)], records), saved_steps
+
+
+def save_bucket(n_saves: int) -> int:
+    """The number of records the compiled loop holds for ``n_saves`` saved steps: the next
+    power of two, at least 64 (the unused ones are dropped)."""
+    return max(64, 1 << max(0, n_saves - 1).bit_length())
 
 
 def step_times(opt: KAdam, steps: np.ndarray) -> np.ndarray:
@@ -157,30 +171,36 @@ def _run_loop(
     return tree_map(lambda *xs: jnp.stack(xs), *records), saved_steps
 
 
-@jax.jit(static_argnums=(0, 1, 2, 3))
-def _scan_jit(
+@jax.jit(static_argnums=(0, 1))
+def _loop_jit(
     grad_fn: Callable[[PyTree], PyTree],
-    n_blocks: int,
-    block: int,
-    tail: int,
+    n_records: int,
     opt: KAdam,
     theta0: PyTree,
     state0: CascadeState,
+    steps: jax.Array,
+    save_every: jax.Array,
 ) -> Any:
-    def one_step(carry: tuple[PyTree, CascadeState, PyTree], _: None) -> Any:
-        return _one_step(opt, grad_fn, carry), None
-
     def record(carry: Any) -> Any:
         theta, state, u = carry
         return (theta, state.m, state.v, u)
 
-    def one_block(carry: Any, _: None) -> Any:
-        carry, _ = jax.lax.scan(one_step, carry, None, length=block)
-        return carry, record(carry)
+    def one_step(n: jax.Array, loop: tuple[Any, Any]) -> tuple[Any, Any]:
+        carry, records = loop
+        carry = _one_step(opt, grad_fn, carry)
+        done = n + 1  # steps taken
+        saved = (done % save_every == 0) | (done == steps)
+        index = jnp.where(done == steps, (steps + save_every - 1) // save_every, done // save_every)
+        records = jax.lax.cond(
+            saved,
+            lambda r: tree_map(lambda buf, x: buf.at[index].set(x), r, record(carry)),
+            lambda r: r,
+            records,
+        )
+        return carry, records
 
     carry = (theta0, state0, tree_map(jnp.zeros_like, theta0))
-    carry, blocks = jax.lax.scan(one_block, carry, None, length=n_blocks)
-    if tail:
-        carry, _ = jax.lax.scan(one_step, carry, None, length=tail)
-        blocks = tree_map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), blocks, record(carry))
-    return blocks
+    first = record(carry)
+    records = tree_map(lambda x: jnp.zeros((n_records,) + jnp.shape(x), x.dtype), first)
+    records = tree_map(lambda buf, x: buf.at[0].set(x), records, first)
+    return jax.lax.fori_loop(0, steps, one_step, (carry, records))[1]
