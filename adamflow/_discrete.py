@@ -12,7 +12,7 @@ import numpy as np
 
 from ._gradients import Gradient, first_nonfinite_leaf, prepare
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
-from ._trajectory import PyTree, Trajectory, first_nonfinite_index
+from ._trajectory import PyTree, Trajectory, first_nonfinite_index, save_bucket
 from ._validate import check_int
 
 tree_map = jax.tree_util.tree_map
@@ -90,12 +90,13 @@ def _run_scan(
     """Run ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start.
 
     ``steps`` and ``save_every`` are traced, and the saved records fill a buffer padded to
-    `save_bucket`, so a new horizon or saving interval reuses the compiled loop."""
+    `adamflow._trajectory.save_bucket`, so a new horizon or saving interval reuses the
+    compiled loop."""
     saved_steps = _saved_steps(steps, save_every)
     state0 = init_state(k, theta0)
     records = _loop_jit(
         grad_fn,
-        save_bucket(len(saved_steps)),
+        save_bucket(len(saved_steps), (theta0, state0.m, state0.v, theta0)),
         opt,
         theta0,
         state0,
@@ -103,12 +104,6 @@ def _run_scan(
         jnp.asarray(save_every),
     )
     return tree_map(lambda x: x[: len(saved_steps)], records), saved_steps
-
-
-def save_bucket(n_saves: int) -> int:
-    """The number of records the compiled loop holds for ``n_saves`` saved steps: the next
-    power of two, at least 64 (the unused ones are dropped)."""
-    return max(64, 1 << max(0, n_saves - 1).bit_length())
 
 
 def step_times(opt: KAdam, steps: np.ndarray) -> np.ndarray:

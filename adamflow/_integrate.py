@@ -125,16 +125,25 @@ def check_options(**options: Any) -> dict[str, Any]:
         if name not in accepted or name in own:
             allowed = sorted(n for n in accepted if n not in own)
             raise TypeError(f"unknown integrate option {name!r}; options: {allowed}")
-    check_choice("order", options.get("order", "leading"), ORDERS)
-    check_choice("convention", options.get("convention", "exact"), CONVENTIONS)
-    check_choice("backend", options.get("backend", "auto"), BACKENDS)
+    names = ("order", "convention", "backend", "atol", "max_steps")
+    _checked_choices_and_limits(**{n: options.get(n, accepted[n].default) for n in names})
     if options.get("rtol") is not None:
         check_positive("rtol", options["rtol"])
-    if "atol" in options:
-        check_positive("atol", options["atol"], allow_zero=True)
-    if "max_steps" in options:
-        check_int("max_steps", options["max_steps"], 1)
     return options
+
+
+def _checked_choices_and_limits(
+    order: Any, convention: Any, backend: Any, atol: Any, max_steps: Any
+) -> tuple[str, str, str, float, int]:
+    """The checks of `integrate`'s order, convention, backend, atol and max_steps, in one
+    place for `integrate` and `check_options`."""
+    return (
+        check_choice("order", order, ORDERS),
+        check_choice("convention", convention, CONVENTIONS),
+        check_choice("backend", backend, BACKENDS),
+        check_positive("atol", atol, allow_zero=True),
+        check_int("max_steps", max_steps, 1),
+    )
 
 
 def integrate(
@@ -215,16 +224,14 @@ def integrate(
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
-    order = check_choice("order", order, ORDERS)
-    convention = check_choice("convention", convention, CONVENTIONS)
-    backend = check_choice("backend", backend, BACKENDS)
+    order, convention, backend, atol, max_steps = _checked_choices_and_limits(
+        order, convention, backend, atol, max_steps
+    )
     # The clock: time t = n·lr for a constant lr; with a schedule, the step count s itself
     # (a spec with lr = 1), and t = Σ η_i is reported in the Trajectory.
     clock = opt if opt.schedule is None else _step_clock(opt, order, steps)
     t_end = _horizon(clock, steps, t1)
     rtol = _tolerance(rtol)
-    atol = check_positive("atol", atol, allow_zero=True)
-    max_steps = check_int("max_steps", max_steps, 1)
     save_ts = _save_times(clock, t_end, save_steps)
     model = MODELS[order](clock, convention)  # may refuse specs it cannot integrate, with why
     if opt.schedule is not None:

@@ -94,6 +94,23 @@ class Trajectory:
         return self.at(-1)
 
 
+#: Saved points are padded to a bucket so that runs with a different number of them (a new
+#: ``steps``, a new lr at a fixed horizon) reuse one compiled program: the next power of two,
+#: and at least `MIN_SAVE_BUCKET` points while the padding takes under `PAD_BYTES`.
+MIN_SAVE_BUCKET = 256
+PAD_BYTES = 16 * 2**20
+
+
+def save_bucket(n_saves: int, tree: PyTree) -> int:
+    """How many saved points a compiled run holds for ``n_saves`` requested ones, each a copy
+    of ``tree``: the next power of two, raised to `MIN_SAVE_BUCKET` where that costs under
+    `PAD_BYTES` (the padded points are dropped after the run)."""
+    bytes_per_save = sum(np.size(x) * 8 for x in jax.tree_util.tree_leaves(tree))
+    bucket = 1 << max(0, int(n_saves) - 1).bit_length()
+    floor = min(MIN_SAVE_BUCKET, max(1, PAD_BYTES // max(1, bytes_per_save)))
+    return max(bucket, 1 << (floor.bit_length() - 1))
+
+
 def all_finite(tree: PyTree) -> bool:
     """True when every leaf of ``tree`` is finite."""
     return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree))

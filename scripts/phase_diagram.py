@@ -409,8 +409,9 @@ def announce(
     """Print what the sweep will cost (cells × steps, result memory, estimated time) and
     refuse, before anything is allocated, one whose results cannot fit in memory."""
     import jax
+    import numpy as np
 
-    dim = sum(int(np_size(leaf)) for leaf in jax.tree_util.tree_leaves(problem.theta0))
+    dim = sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(problem.theta0))
     cost = sweep_cost(cells, steps, dim, args.dynamics, args.substeps)
     available = available_memory()
     if cost["bytes"] > available:
@@ -428,13 +429,6 @@ def announce(
             f"writing to {args.out}",
             flush=True,
         )
-
-
-def np_size(leaf: Any) -> int:
-    """The number of entries of an array leaf."""
-    import numpy as np
-
-    return int(np.size(leaf))
 
 
 def _run(

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._rules import JAX_OPS
+from .._trajectory import save_bucket
 from . import FlowModel, SolveResult
 
 #: Solvers selectable by name (``solver="kvaerno5"`` and so on).
@@ -97,22 +98,6 @@ def _solve(
     return sol.ys, us, sol.stats, sol.result
 
 
-#: Save times are padded to a bucket so that runs with a different number of saved points
-#: (a new ``steps``, a new lr at a fixed horizon) reuse one compiled solve: the next power of
-#: two, and at least `MIN_SAVE_BUCKET` points while they take under `PAD_BYTES` of memory.
-MIN_SAVE_BUCKET = 256
-PAD_BYTES = 16 * 2**20
-
-
-def save_bucket(n_saves: int, bytes_per_save: int) -> int:
-    """How many save times the compiled solve takes for ``n_saves`` requested ones: the
-    next power of two, raised to `MIN_SAVE_BUCKET` where the padding costs under
-    `PAD_BYTES` (each padded time repeats the last one and is dropped after the solve)."""
-    bucket = 1 << max(0, int(n_saves) - 1).bit_length()
-    floor = min(MIN_SAVE_BUCKET, max(1, PAD_BYTES // max(1, bytes_per_save)))
-    return max(bucket, 1 << (floor.bit_length() - 1))
-
-
 def solve(
     model: FlowModel,
     grad_fn: Callable[[Any], Any],
@@ -132,9 +117,8 @@ def solve(
     solver = make_solver(solver)
     meter = _LabelledProgressMeter() if progress else diffrax.NoProgressMeter()
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    n_saves = len(save_ts)
-    state_bytes = sum(np.size(x) * 8 for x in jax.tree_util.tree_leaves(y0))
-    padded = np.full(save_bucket(n_saves, state_bytes), save_ts[-1], dtype=float)
+    n_saves = len(save_ts)  # padded with the last time: one compile for many save counts
+    padded = np.full(save_bucket(n_saves, y0), save_ts[-1], dtype=float)
     padded[:n_saves] = save_ts
     ys, us, stats, result = _solve(
         model,
