@@ -27,6 +27,7 @@ from ._optimizers import init_state as init_state
 from ._optimizers import parameter_step as parameter_step
 from ._optimizers import stack_specs as stack_specs
 from ._trajectory import IntegrationError as IntegrationError
+from ._trajectory import TrainingState as TrainingState
 from ._trajectory import Trajectory as Trajectory
 from .phase import PhaseDiagram as PhaseDiagram
 from .phase import load_phase_diagram as load_phase_diagram

@@ -11,7 +11,7 @@ import numpy as np
 from ._discrete import run_discrete
 from ._integrate import MODELS, check_options, integrate
 from ._optimizers import KAdam
-from ._trajectory import IntegrationError, PyTree, Trajectory
+from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory
 from ._validate import check_choice, check_int, check_positive
 
 
@@ -49,22 +49,34 @@ def compare(
     *,
     grad: Callable[[PyTree], PyTree] | None = None,
     save_every: int = 1,
+    start: TrainingState | str | None = None,
     **integrate_kwargs: Any,
 ) -> Comparison:
     r"""Run ``opt`` for ``steps`` discrete steps and integrate its flow to :math:`t = n\eta`;
     report :math:`|\theta_n - \theta(n\eta)|` at every ``save_every``-th step (and the last).
 
-    ``integrate_kwargs`` go to `integrate` (``order``, ``convention``, ``backend``, …); they
-    are checked before the discrete run starts.
+    ``start`` as in `integrate`: a `TrainingState` after K steps (``theta0`` then ``None``)
+    runs both the optimizer and the flow from it, over steps K..``steps``; ``"auto"`` lets a
+    corrected flow begin where its validity allows (the points before it are the discrete
+    steps, error 0). ``integrate_kwargs`` go to `integrate` (``order``, ``convention``,
+    ``backend``, …); they are checked before the discrete run starts.
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
     check_int("steps", steps, 1)
     check_int("save_every", save_every, 1)
     check_options(**integrate_kwargs)
-    disc = run_discrete(opt, loss, theta0, steps, grad=grad, save_every=save_every)
+    state = start if isinstance(start, TrainingState) else None
+    disc = run_discrete(opt, loss, theta0, steps, grad=grad, save_every=save_every, start=state)
     flow = integrate(
-        opt, loss, theta0, grad=grad, steps=steps, save_steps=disc.steps, **integrate_kwargs
+        opt,
+        loss,
+        theta0,
+        grad=grad,
+        steps=steps,
+        save_steps=disc.steps,
+        start=start,
+        **integrate_kwargs,
     )
     error = trajectory_distance(disc, flow)
     x = disc.theta_flat()
@@ -119,11 +131,16 @@ def convergence_order(
     t1: float,
     metric: str = "final",
     grad: Callable[[PyTree], PyTree] | None = None,
+    start: float | str | None = None,
     **integrate_kwargs: Any,
 ) -> OrderFit:
     r"""Order :math:`p` of the flow's error against the discrete run at a fixed time
     ``t1``: for each ``lr`` (``t1/lr`` must be an integer), ``error = |θ_K - θ(Kη)|`` at
     ``K = t1/lr`` (``metric="final"``) or its maximum over the steps (``"max"``).
+
+    ``start``: ``None`` (from ``theta0``), ``"auto"`` (see `integrate`), or a time
+    :math:`t_s` in (0, ``t1``): for each lr the flow starts from the discrete state at step
+    :math:`t_s/\eta` (an integer) and errors are measured from there on.
 
     Every argument is checked before anything runs (a misspelt ``order`` is a
     ``ValueError`` at once). A learning rate whose spec the chosen flow cannot integrate
@@ -137,6 +154,13 @@ def convergence_order(
     check_choice("metric", metric, ("final", "max"))
     t1 = check_positive("t1", t1)
     check_options(**integrate_kwargs)
+    start_time = None
+    if start is not None and start != "auto":
+        if isinstance(start, str):
+            raise ValueError(f"start must be None, 'auto' or a time in (0, t1), got {start!r}")
+        start_time = check_positive("start", start)
+        if start_time >= t1:
+            raise ValueError(f"start={start_time:g} must lie before t1={t1:g}")
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, (Sequence, np.ndarray)):
         raise TypeError(f"lrs must be a sequence of learning rates, got {lrs!r}")
     runs = []  # (lr, spec, steps), all checked before the first run
@@ -145,20 +169,34 @@ def convergence_order(
         steps = round(t1 / lr)
         if steps < 1 or not np.isclose(steps * lr, t1, rtol=1e-9):
             raise ValueError(f"t1/lr must be a positive integer; t1={t1}, lrs[{i}]={lr}")
-        runs.append((lr, opt.replace(lr=lr), steps))
+        first = 0 if start_time is None else round(start_time / lr)
+        if start_time is not None and not np.isclose(first * lr, start_time, rtol=1e-9):
+            raise ValueError(f"start/lr must be an integer; start={start_time}, lrs[{i}]={lr}")
+        runs.append((lr, opt.replace(lr=lr), steps, first))
     order = integrate_kwargs.get("order", "leading")
     convention = integrate_kwargs.get("convention", "exact")
     kept_lrs, errors, refused = [], [], {}
-    for lr, spec, steps in runs:
+    for lr, spec, steps, first in runs:
         try:
             MODELS[order](spec, convention)  # a refusal of this spec, before any run
         except ValueError as error:
             refused[float(lr)] = str(error)
             continue
-        save_every = steps if metric == "final" else max(1, steps // 50)
+        save_every = steps - first if metric == "final" else max(1, (steps - first) // 50)
+        begin: Any = start
+        if first > 0:  # the discrete state at step t_s/lr, where both runs continue from
+            head = run_discrete(spec, loss, theta0, first, grad=grad, save_every=first)
+            begin = head.state_at(first)
         try:
             result = compare(
-                spec, loss, theta0, steps, grad=grad, save_every=save_every, **integrate_kwargs
+                spec,
+                loss,
+                None if first > 0 else theta0,
+                steps,
+                grad=grad,
+                save_every=save_every,
+                start=begin,
+                **integrate_kwargs,
             )
         except IntegrationError as error:
             refused[float(lr)] = str(error)

@@ -61,7 +61,7 @@ from jax.tree_util import Partial
 from . import _rules
 from ._flows import FlowModel, FlowParams, FlowState, state_theta
 from ._optimizers import KAdam, cascade_step, init_state, parameter_step
-from ._trajectory import IntegrationError, PyTree
+from ._trajectory import IntegrationError, PyTree, TrainingState
 
 tree_map = jax.tree_util.tree_map
 
@@ -328,20 +328,48 @@ def first_step_state(
     _require_jax(xp)
     state, update = cascade_step(opt, init_state(opt.k, theta0), grad_fn(theta0))
     theta1 = parameter_step(opt, theta0, update)
-    ms = tuple(tree_map(lambda m, b=b: m / (1 - b), m_i) for m_i, b in zip(state.m, opt.b1s))
-    vs = tuple(tree_map(lambda v, b=b: v / (1 - b), v_i) for v_i, b in zip(state.v, opt.b2s))
-    y = FlowState(theta1, ms, vs)
+    return resume(
+        consts, opt, params, TrainingState(theta1, state.m, state.v, 1), opt.lr, grad_fn, xp
+    )
+
+
+def resume(
+    consts: CorrectedConstants,
+    opt: KAdam,
+    params: FlowParams,
+    state: TrainingState,
+    t: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any = _rules.JAX_OPS,
+) -> FlowState:
+    r"""The state at :math:`t = K\eta` from the discrete state after K ≥ 1 steps: θ_K and
+    the bias-corrected moments :math:`\hat m_i = m_i/(1-\beta_{1,i}^K)`,
+    :math:`\hat v_i = v_i/(1-\beta_{2,i}^K)`.
+
+    Raises `IntegrationError` when the ``validity`` there exceeds `START_VALIDITY_LIMIT`:
+    no expansion in lr describes the steps from there (``start="auto"`` of
+    `adamflow.integrate` moves the start later until it allows)."""
+    _require_jax(xp)
+    step = state.step
+
+    def corrected(levels: tuple[PyTree, ...], factors: tuple[float, ...]) -> tuple[PyTree, ...]:
+        return tuple(
+            tree_map(lambda x, b=b: x / (1 - b**step), level) for level, b in zip(levels, factors)
+        )
+
+    y = FlowState(state.theta, corrected(state.m, opt.b1s), corrected(state.v, opt.b2s))
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    start = jnp.asarray([start_time(opt)])
     validity = float(
-        _validity_at(grad_fn, consts, params, start, tree_map(lambda x: x[None], y))[0]
+        _validity_at(
+            grad_fn, consts, params, jnp.asarray([float(t)]), tree_map(lambda x: x[None], y)
+        )[0]
     )
     if not validity <= START_VALIDITY_LIMIT:
         raise IntegrationError(
             f"the corrected flow of {opt!r} has no expansion in lr at its start: validity "
-            f"lr*|dx/dt|/(sqrt(v_hat)+eps) is {validity:.3g} at t = lr (limit "
+            f"lr*|dx/dt|/(sqrt(v_hat)+eps) is {validity:.3g} at step {step} (limit "
             f"{START_VALIDITY_LIMIT:g}), i.e. some gradient coordinate changes by more than "
-            "its size within a step; use order='leading'."
+            "its size within a step; use start='auto' (a later start) or order='leading'."
         )
     return y
 
@@ -416,6 +444,7 @@ def corrected_model(opt: KAdam, convention: str, order: int = 1) -> FlowModel:
         theta=state_theta,
         moments=_raw_moments,
         validity=Partial(path_validity, consts),
+        resume=Partial(resume, consts),
         start_time=start_time,
         before_start=before_start,
     )

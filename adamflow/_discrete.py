@@ -10,9 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._gradients import Gradient, first_nonfinite_leaf, prepare
+from ._gradients import Gradient, first_nonfinite_leaf, prepare, starting_point
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
-from ._trajectory import PyTree, Trajectory, first_nonfinite_index, save_bucket
+from ._trajectory import (
+    PyTree,
+    TrainingState,
+    Trajectory,
+    first_nonfinite_index,
+    save_bucket,
+)
 from ._validate import check_int
 
 tree_map = jax.tree_util.tree_map
@@ -27,6 +33,7 @@ def run_discrete(
     grad: Callable[[PyTree], PyTree] | None = None,
     save_every: int = 1,
     progress: bool = False,
+    start: TrainingState | None = None,
 ) -> Trajectory:
     r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3,
     theory/kadam.md §1).
@@ -43,18 +50,35 @@ def run_discrete(
     is refused: pass ``jnp.asarray``) and the gradient must have its structure and shapes
     (checked before the run). A run that goes non-finite returns ``success=False``
     and names the first such saved step and parameter leaf.
+
+    ``start`` continues a run from a `TrainingState` after K steps (``tr.state_at(K)``;
+    ``theta0`` is then ``None``): ``steps`` stays the last step's number, so the run takes
+    steps K+1..``steps`` and saves K, K + save_every, ... and ``steps``; its numbers equal
+    the uninterrupted run's.
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
     steps = check_int("steps", steps, 1)
     save_every = check_int("save_every", save_every, 1)
+    theta0, start = starting_point(theta0, start, opt.k)
+    first = 0 if start is None else start.step
+    if steps <= first:
+        raise ValueError(f"steps={steps} must exceed the start's step {first}")
     gradient = prepare(loss, grad, theta0)
+    state0 = (
+        init_state(opt.k, gradient.theta0)
+        if start is None
+        else CascadeState(jnp.asarray(first, jnp.int32), start.m, start.v)
+    )
     if gradient.traceable and not progress:
         saved_states, saved_steps = _run_scan(
-            gradient.fn, opt, opt.k, gradient.theta0, steps, save_every
+            gradient.fn, opt, gradient.theta0, state0, steps - first, save_every
         )
     else:
-        saved_states, saved_steps = _run_loop(gradient, opt, steps, save_every, progress)
+        saved_states, saved_steps = _run_loop(
+            gradient, opt, state0, steps - first, save_every, progress
+        )
+    saved_steps = [first + n for n in saved_steps]
     theta, m, v, u = saved_states
     steps_arr = np.asarray(saved_steps, dtype=np.int64)
     bad = first_nonfinite_index(theta)
@@ -72,28 +96,29 @@ def run_discrete(
         m=m,
         v=v,
         u=u,
-        stats={"num_steps": steps, "grad_evals": steps},
+        stats={"num_steps": steps - first, "grad_evals": steps - first},
         success=bad is None,
         message=message,
         kind="discrete",
+        start_step=float(first),
     )
 
 
 def _run_scan(
     grad_fn: Callable[[PyTree], PyTree],
     opt: KAdam,
-    k: int,
     theta0: PyTree,
+    state0: CascadeState,
     steps: int,
     save_every: int,
 ) -> tuple[Any, list[int]]:
-    """Run ``steps`` steps, saving every ``save_every`` and the last; index 0 is the start.
+    """Run ``steps`` steps from ``(theta0, state0)``, saving every ``save_every`` and the
+    last; index 0 is the start.
 
     ``steps`` and ``save_every`` are traced, and the saved records fill a buffer padded to
     `adamflow._trajectory.save_bucket`, so a new horizon or saving interval reuses the
     compiled loop."""
     saved_steps = _saved_steps(steps, save_every)
-    state0 = init_state(k, theta0)
     records = _loop_jit(
         grad_fn,
         save_bucket(len(saved_steps), (theta0, state0.m, state0.v, theta0)),
@@ -143,14 +168,18 @@ def _step_with_jit(opt: KAdam, carry: Any, grad: PyTree) -> Any:
 
 
 def _run_loop(
-    gradient: Gradient, opt: KAdam, steps: int, save_every: int, progress: bool
+    gradient: Gradient,
+    opt: KAdam,
+    state: CascadeState,
+    steps: int,
+    save_every: int,
+    progress: bool,
 ) -> tuple[Any, list[int]]:
     """`_run_scan` block by block from Python: for a progress bar, and for NumPy-only
     gradients (called on NumPy arrays, one step at a time)."""
     from tqdm.auto import tqdm
 
     saved_steps = _saved_steps(steps, save_every)
-    state = init_state(opt.k, gradient.theta0)
     carry = (gradient.theta0, state, tree_map(jnp.zeros_like, gradient.theta0))
     records = [(carry[0], carry[1].m, carry[1].v, carry[2])]
     with tqdm(total=steps, desc="run_discrete", unit="step", disable=not progress) as bar:

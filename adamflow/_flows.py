@@ -13,7 +13,7 @@ from jax.tree_util import Partial
 
 from . import _rules
 from ._optimizers import KAdam
-from ._trajectory import PyTree
+from ._trajectory import PyTree, TrainingState
 
 tree_map = jax.tree_util.tree_map
 
@@ -37,7 +37,9 @@ class FlowModel(NamedTuple):
     per level at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
     the model's expansion holds (``None`` for flows that have none); ``start_time(opt)``
     the time at which ``start``'s state holds (0 unless the model begins after a discrete
-    step) and ``before_start(ts, theta0, y_start, t_start)`` the states saved before it.
+    step) and ``before_start(ts, theta0, y_start, t_start)`` the states saved before it;
+    ``resume(opt, params, state, t, grad_fn, xp)`` the state at time ``t`` from a discrete
+    `TrainingState` (it may refuse, raising `IntegrationError` with the reason).
     Hooks are module-level functions (or `jax.tree_util.Partial`), so a jitted solve is not
     recompiled per call.
     ``xp`` is an `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
@@ -49,6 +51,7 @@ class FlowModel(NamedTuple):
     theta: Callable[[Any], PyTree]
     moments: Callable[..., tuple[tuple[PyTree, ...], tuple[PyTree, ...]]]
     validity: Callable[..., float | None]
+    resume: Callable[..., Any]
     start_time: Callable[[KAdam], float] = lambda opt: 0.0  # noqa: E731 (a constant hook)
     before_start: Callable[..., Any] | None = None
 
@@ -76,6 +79,40 @@ def initial_state(k: int, theta0: PyTree, zeros_like: Callable[[Any], Any]) -> F
     """``θ(0) = θ0`` and ``m_i(0) = v_i(0) = 0``."""
     zeros = tree_map(zeros_like, theta0)
     return FlowState(theta0, (zeros,) * k, (zeros,) * k)
+
+
+def flow_moments_from(
+    opt: KAdam, params: FlowParams, state: TrainingState, t: Any, xp: Any
+) -> tuple[tuple[PyTree, ...], tuple[PyTree, ...]]:
+    r"""The flow's raw moments at time ``t`` that hold the discrete state's bias-corrected
+    moments (theory/adam.md §4): :math:`m = \hat m\,(1 - e^{-a t})` with
+    :math:`\hat m = m_K/(1-\beta_1^K)` after K steps, likewise v. Under the exact
+    convention (:math:`a t = K\ln(1/\beta_1)`) these are the discrete raw moments."""
+
+    def convert(moments: tuple[PyTree, ...], factors: Any, rates: Any) -> tuple[PyTree, ...]:
+        out = []
+        for moment, factor, rate in zip(moments, factors, rates):
+            with np.errstate(divide="ignore"):  # β = 0: ln(1/β) = inf, a divisor of 1
+                per_step = _rules.decay_per_step(float(factor), _rules.NUMPY_OPS)
+            discrete = float(_rules.bias_correction(state.step * per_step, _rules.NUMPY_OPS))
+            flow = _rules.bias_correction(rate * t, xp)
+            out.append(tree_map(lambda x: x * (flow / discrete), moment))
+        return tuple(out)
+
+    return convert(state.m, opt.b1s, params.a), convert(state.v, opt.b2s, params.b)
+
+
+def resumed_state(
+    opt: KAdam,
+    params: FlowParams,
+    state: TrainingState,
+    t: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any,
+) -> FlowState:
+    """The leading flow's state at time ``t`` from a discrete state (`flow_moments_from`)."""
+    m, v = flow_moments_from(opt, params, state, t, xp)
+    return FlowState(state.theta, m, v)
 
 
 def _leading_start(
@@ -229,6 +266,7 @@ LEADING = FlowModel(
     theta=state_theta,
     moments=state_moments,
     validity=no_validity,
+    resume=resumed_state,
 )
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._trajectory import PyTree
+from ._trajectory import PyTree, TrainingState
 
 tree_map = jax.tree_util.tree_map
 
@@ -145,6 +145,47 @@ def prepare(
         return Gradient(fn, theta, traceable=False)
     check_grad_output(theta, shapes)
     return Gradient(fn, theta, traceable=True)
+
+
+def starting_point(theta0: PyTree, start: Any, k: int) -> tuple[PyTree, TrainingState | None]:
+    """``(theta0, start)`` checked for a run that begins at ``theta0`` (``start=None``) or
+    continues from a `TrainingState` (then ``theta0`` must be ``None``): the state's step is
+    an integer >= 0, it holds k levels of moments, each of the structure and shapes of its
+    ``theta``, real and finite, and a step-0 state has zero moments. Returns the parameters
+    to start from (the state's, cast like ``theta0``) and the state with float moments."""
+    if start is None:
+        return theta0, None
+    if not isinstance(start, TrainingState):
+        raise TypeError(
+            f"start must be a TrainingState (from Trajectory.state_at) or None, got {start!r}"
+        )
+    if theta0 is not None:
+        raise ValueError(
+            "give theta0 or start=, not both: a run from a TrainingState begins at its theta "
+            "(pass None as theta0)"
+        )
+    step = start.step
+    if isinstance(step, bool) or not float(step).is_integer() or step < 0:
+        raise ValueError(f"start.step must be an integer >= 0, got {step!r}")
+    theta = as_float_tree(start.theta)
+    moments = []
+    for name in ("m", "v"):
+        levels = getattr(start, name)
+        if not isinstance(levels, tuple) or len(levels) != k:
+            raise ValueError(f"start.{name} must be a tuple of {k} PyTrees (one per level)")
+        for i, level in enumerate(levels):
+            try:
+                check_grad_output(theta, level)
+            except ValueError:
+                raise ValueError(
+                    f"start.{name}[{i}] must have the structure and shapes of start.theta: "
+                    f"expected {_describe(theta)}, got {_describe(level)}"
+                ) from None
+        levels = tuple(as_float_tree(level) for level in levels)
+        if step == 0 and any(bool(jnp.any(x != 0)) for x in jax.tree_util.tree_leaves(levels)):
+            raise ValueError(f"start.step is 0 but start.{name} is not zero")
+        moments.append(levels)
+    return theta, TrainingState(theta, moments[0], moments[1], int(step))
 
 
 def first_nonfinite_leaf(tree: PyTree) -> str | None:

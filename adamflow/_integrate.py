@@ -9,17 +9,18 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _corrected, _flows, _paper
 from ._backends import SolveResult
 from ._diagnose import explain_failure
-from ._discrete import step_times
+from ._discrete import run_discrete, step_times
 from ._flows import FlowModel
-from ._gradients import prepare
+from ._gradients import prepare, starting_point
 from ._optimizers import KAdam
 from ._rules import JAX_OPS, NUMPY_OPS
-from ._trajectory import IntegrationError, PyTree, Trajectory, all_finite
+from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory, all_finite
 from ._validate import check_choice, check_int, check_positive
 
 CONVENTIONS = ("exact", "euler", "paper")
@@ -57,9 +58,12 @@ def _horizon(opt: KAdam, steps: float | None, t1: float | None) -> float:
     return check_positive("t1", t1)
 
 
-def _save_times(opt: KAdam, t_end: float, save_steps: Any) -> np.ndarray:
+def _save_times(opt: KAdam, t_end: float, save_steps: Any, first_step: int = 0) -> np.ndarray:
+    """The saved times: ``save_steps·lr``, checked to lie in [first_step·lr, t_end]; by
+    default every integer step from ``first_step`` and the end."""
     if save_steps is None:
-        grid = np.arange(int(math.floor(t_end / opt.lr + 1e-9)) + 1) * opt.lr
+        last = int(math.floor(t_end / opt.lr + 1e-9))
+        grid = np.arange(first_step, last + 1) * opt.lr
         return grid if math.isclose(grid[-1], t_end) else np.append(grid, t_end)
     saved = np.asarray(save_steps, dtype=float).reshape(-1)
     if saved.size == 0:
@@ -67,9 +71,93 @@ def _save_times(opt: KAdam, t_end: float, save_steps: Any) -> np.ndarray:
     if not np.all(np.isfinite(saved)) or np.any(np.diff(saved) < 0):
         raise ValueError("save_steps must be finite and non-decreasing")
     ts = saved * opt.lr
-    if ts[0] < 0 or ts[-1] > t_end * (1 + 1e-12):
-        raise ValueError(f"save_steps must lie in [0, {t_end / opt.lr:g}] (the integrated steps)")
+    if saved[0] < first_step or ts[-1] > t_end * (1 + 1e-12):
+        raise ValueError(
+            f"save_steps must lie in [{first_step}, {t_end / opt.lr:g}] (the integrated steps)"
+        )
     return np.minimum(ts, t_end)
+
+
+def _start_option(theta0: PyTree, start: Any, k: int) -> tuple[PyTree, TrainingState | None, bool]:
+    """``(theta0, state to resume from, auto)`` from `integrate`'s ``theta0`` and ``start``
+    (``None``, ``"auto"`` or a `TrainingState`; a step-0 state is its θ)."""
+    if isinstance(start, str):
+        if start != "auto":
+            raise ValueError(f"start must be None, 'auto' or a TrainingState, got {start!r}")
+        if theta0 is None:
+            raise ValueError("start='auto' runs the optimizer from theta0: give theta0")
+        return theta0, None, True
+    theta0, state = starting_point(theta0, start, k)
+    if state is not None and state.step == 0:
+        return state.theta, None, False
+    return theta0, state, False
+
+
+#: ``start="auto"`` tries the steps 1..`AUTO_DENSE` and then every ~`AUTO_GROWTH`-fold later
+#: one (each a continuation of the last: the discrete run is not repeated).
+AUTO_DENSE = 8
+AUTO_GROWTH = 1.25
+
+
+def _auto_candidates(last: int) -> list[int]:
+    """The steps ``start="auto"`` tries, up to ``last`` (the last step before the horizon)."""
+    steps, step = [], 1
+    while step < last:
+        steps.append(step)
+        step = step + 1 if step < AUTO_DENSE else math.ceil(step * AUTO_GROWTH)
+    return steps + [last]
+
+
+def _auto_start(
+    opt: KAdam,
+    model: FlowModel,
+    params: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    theta0: PyTree,
+    last: int,
+) -> tuple[TrainingState, Any]:
+    """The first of `_auto_candidates` whose discrete state ``model.resume`` accepts (the
+    corrected flows: validity within its limit), and the flow's state there.
+
+    Raises `IntegrationError` with the last refusal when no step before the horizon allows."""
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, theta0)
+    state = TrainingState(theta0, (zeros,) * opt.k, (zeros,) * opt.k, 0)
+    refusal = ""
+    for step in _auto_candidates(last):
+        run = run_discrete(
+            opt, None, None, step, grad=grad_fn, save_every=step - state.step, start=state
+        )
+        if not run.success:
+            raise IntegrationError(f"start='auto': the discrete run failed: {run.message}")
+        state = run.state_at(step)
+        try:
+            return state, model.resume(opt, params, state, step * opt.lr, grad_fn, JAX_OPS)
+        except IntegrationError as error:
+            refusal = str(error)
+    raise IntegrationError(
+        f"start='auto' found no step before the horizon (tried up to step {last}) where the "
+        f"flow can start; at the last: {refusal}"
+    )
+
+
+def _discrete_points(
+    opt: KAdam, grad_fn: Callable[[PyTree], PyTree], theta0: PyTree, steps: np.ndarray
+) -> tuple[PyTree, tuple[PyTree, ...], tuple[PyTree, ...], PyTree]:
+    """θ, raw m and v per level, and u of the discrete run from ``theta0`` at the (possibly
+    fractional) ``steps``: exact at integers, linear in between."""
+    last = int(math.ceil(float(np.max(steps))))
+    run = run_discrete(opt, None, theta0, max(last, 1), grad=grad_fn)
+    below = np.floor(steps).astype(int)
+    above = np.minimum(below + 1, max(last, 1))
+    weight = steps - below
+
+    def interpolate(x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        w = weight.reshape((-1,) + (1,) * (x.ndim - 1))
+        return (1 - w) * x[below] + w * x[above]
+
+    pick = lambda tree: jax.tree_util.tree_map(interpolate, tree)  # noqa: E731
+    return pick(run.theta), pick(run.m), pick(run.v), pick(run.u)
 
 
 def _pick_backend(backend: str, solver: Any, traceable: bool) -> str:
@@ -164,6 +252,7 @@ def integrate(
     max_steps: int = 200_000,
     throw: bool = True,
     progress: bool = False,
+    start: TrainingState | str | None = None,
 ) -> Trajectory:
     r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4,
     theory/kadam.md §2).
@@ -215,6 +304,18 @@ def integrate(
         ``success=False`` with the reason in ``message``. A refusal before any integration
         (a spec or start the order cannot handle) always raises.
     progress : show a progress bar.
+    start : where the flow begins. ``None``: at ``theta0`` with zero moments (the corrected
+        orders after the first discrete step). A `TrainingState` after K steps (from
+        ``run_discrete(...).state_at(K)``; ``theta0`` is then ``None``): the flow covers
+        [Kη, ``steps``·η] (``steps`` and ``t1`` keep their meaning, so its saved steps line
+        up with the discrete run's) and begins from that state's bias-corrected moments --
+        raw moments :math:`\hat m(1-e^{-at})` for the leading and paper orders (the
+        paper's velocity θ̇ = -(u + λθ) there), :math:`\hat m` itself for the corrected
+        ones, which refuse (`IntegrationError`) where their validity exceeds 1 there.
+        ``"auto"``: the corrected orders run the discrete optimizer from ``theta0`` to the
+        first step (1, 2, ..., 8, then ~1.25× apart) where they may start and integrate from
+        there; saved points before it are the discrete steps (linear in between). Other
+        orders start at ``theta0``. The `Trajectory` records the step in ``start_step``.
 
     With an lr schedule (``opt.lr`` a function of the update count), the flow is integrated
     in the step count s (t = Σ_{i<n} η_i at step n; theory/adam.md §1 rates per step):
@@ -232,7 +333,14 @@ def integrate(
     clock = opt if opt.schedule is None else _step_clock(opt, order, steps)
     t_end = _horizon(clock, steps, t1)
     rtol = _tolerance(rtol)
-    save_ts = _save_times(clock, t_end, save_steps)
+    theta0, resume_from, auto = _start_option(theta0, start, opt.k)
+    first_step = 0 if resume_from is None else resume_from.step
+    if t_end <= first_step * clock.lr * (1 + 1e-12):
+        raise ValueError(
+            f"the flow starts at step {first_step}: it needs a horizon beyond it, got "
+            f"{t_end / clock.lr:g} steps"
+        )
+    save_ts = _save_times(clock, t_end, save_steps, first_step)
     model = MODELS[order](clock, convention)  # may refuse specs it cannot integrate, with why
     if opt.schedule is not None:
         model = _flows.with_schedule(model, opt.schedule)
@@ -246,13 +354,26 @@ def integrate(
     else:  # a NumPy gradient: the scipy backend evaluates the field with NumPy
         theta_start = jax.tree_util.tree_map(np.asarray, gradient.theta0)
         params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
-    y0 = model.start(clock, params, theta_start, grad_fn, xp)
-    t_start = model.start_time(clock)
+        if resume_from is not None:
+            resume_from = jax.tree_util.tree_map(np.asarray, resume_from)
+    if auto and model.start_time(clock) > 0:
+        last = math.ceil(t_end / clock.lr - 1e-9) - 1
+        resume_from, y0 = _auto_start(clock, model, params, grad_fn, theta_start, max(last, 1))
+        t_start = resume_from.step * clock.lr
+    elif resume_from is not None:
+        t_start = resume_from.step * clock.lr
+        y0 = model.resume(clock, params, resume_from, t_start, grad_fn, xp)
+    else:
+        y0 = model.start(clock, params, theta_start, grad_fn, xp)
+        t_start = model.start_time(clock)
+    start_step = t_start / clock.lr
     if t_end < t_start * (1 - 1e-12):
         raise ValueError(
             f"order={order!r} starts after the first discrete step (t = lr): it needs a "
             f"horizon of at least one step (steps >= 1 or t1 >= lr), got "
             f"{t_end / clock.lr:g} steps"
+            if resume_from is None
+            else f"start='auto' found step {start_step:g} after the horizon"
         )
     late = save_ts >= t_start * (1 - 1e-12)  # saved times the solver reaches
     if backend == "diffrax":
@@ -287,24 +408,12 @@ def integrate(
             **backend_options,
         )
 
-    ys, us = result.ys, result.us
-    if not late.all():  # the model starts after a discrete step: saved times before it
-        assert model.before_start is not None, "a model starting after t = 0 fills the gap"
-        early = model.before_start(save_ts[~late], theta_start, y0, t_start)
-        u_start = model.update(t_start, y0, params, grad_fn, xp)
-        count = int((~late).sum())
-        early_us = jax.tree_util.tree_map(
-            lambda u: np.broadcast_to(np.asarray(u), (count,) + np.shape(u)), u_start
-        )
-        join = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)])  # noqa: E731
-        ys = jax.tree_util.tree_map(join, early, ys)
-        us = jax.tree_util.tree_map(join, early_us, us)
+    ys, us, ts_late = result.ys, result.us, save_ts[late]
     success, message = result.success, result.message
-    theta = model.theta(ys)
     if success and not all_finite(ys):
         success, message = False, "the flow's state became non-finite"
     if not success:
-        cause = explain_failure(model, clock, params, grad_fn, xp, save_ts, ys, y0)
+        cause = explain_failure(model, clock, params, grad_fn, xp, ts_late, ys, y0)
         advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
@@ -316,13 +425,30 @@ def integrate(
         )
         if throw:
             raise IntegrationError(message)
-    m, v = model.moments(save_ts, ys, params, grad_fn, xp)
-    validity = model.validity(clock, params, save_ts, ys, grad_fn)
+    theta = model.theta(ys)
+    m, v = model.moments(ts_late, ys, params, grad_fn, xp)
+    validity = model.validity(clock, params, ts_late, ys, grad_fn)
     if success and validity is not None and validity > 1:  # a valid start, then left it
         message = (
             f"ok, but validity {validity:.3g} > 1 along the path: some coordinate changes by "
             "O(1) within a step there, where no expansion in lr holds"
         )
+    if not late.all():  # saved times before the flow's start
+        early_ts = save_ts[~late]
+        if resume_from is not None:  # start='auto': the discrete steps themselves
+            early = _discrete_points(clock, grad_fn, theta_start, early_ts / clock.lr)
+        else:  # the model's own account of the steps before it starts
+            assert model.before_start is not None, "a model starting after t = 0 fills the gap"
+            early_ys = model.before_start(early_ts, theta_start, y0, t_start)
+            u_start = model.update(t_start, y0, params, grad_fn, xp)
+            early_us = jax.tree_util.tree_map(
+                lambda u: np.broadcast_to(np.asarray(u), (len(early_ts),) + np.shape(u)),
+                u_start,
+            )
+            early_m, early_v = model.moments(early_ts, early_ys, params, grad_fn, xp)
+            early = (model.theta(early_ys), early_m, early_v, early_us)
+        join = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)])  # noqa: E731
+        theta, m, v, us = jax.tree_util.tree_map(join, early, (theta, m, v, us))
     return Trajectory(
         # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
         ts=save_ts if opt.schedule is None else step_times(opt, save_ts),
@@ -339,4 +465,5 @@ def integrate(
         convention=convention,
         backend=backend,
         validity=validity,
+        start_step=start_step,
     )

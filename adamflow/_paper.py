@@ -28,11 +28,12 @@ from ._flows import (
     flow_update,
     initial_state,
     no_validity,
+    resumed_state,
     state_moments,
     state_theta,
 )
 from ._optimizers import KAdam
-from ._trajectory import PyTree
+from ._trajectory import PyTree, TrainingState
 
 tree_map = jax.tree_util.tree_map
 
@@ -55,6 +56,25 @@ def _start(
         lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), u0, theta0
     )
     return PaperState(theta0, velocity, base.m, base.v)
+
+
+def _resume(
+    opt: KAdam,
+    params: FlowParams,
+    state: TrainingState,
+    t: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any,
+) -> PaperState:
+    """The state at time ``t`` from a discrete `TrainingState`: its θ and moments (as the
+    leading flow takes them, `resumed_state`) and the consistent velocity
+    θ̇ = -(u(t) + λθ) (the paper's start, moved to t)."""
+    base = resumed_state(opt, params, state, t, grad_fn, xp)
+    update = flow_update(t, base, params, grad_fn, xp)
+    velocity = tree_map(
+        lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), update, base.theta
+    )
+    return PaperState(base.theta, velocity, base.m, base.v)
 
 
 def paper_field(
@@ -89,4 +109,5 @@ def paper_model(opt: KAdam, convention: str) -> FlowModel:
         theta=state_theta,
         moments=state_moments,
         validity=no_validity,
+        resume=_resume,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -13,6 +13,19 @@ PyTree = Any
 
 class IntegrationError(RuntimeError):
     """Raised by `integrate(..., throw=True)` when the solver fails or the state blows up."""
+
+
+class TrainingState(NamedTuple):
+    """An optimizer's state after ``step`` discrete updates: the parameters ``theta`` and
+    every level's raw moments ``m``, ``v`` (tuples of length k of PyTrees like ``theta``),
+    as the discrete recurrence holds them (theory/adam.md §3). Made by
+    `Trajectory.state_at`; taken by ``run_discrete(..., start=)`` and
+    ``integrate(..., start=)`` to continue from it."""
+
+    theta: PyTree
+    m: tuple[PyTree, ...]
+    v: tuple[PyTree, ...]
+    step: int
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,10 @@ class Trajectory:
         points from t = lr on, levels and coordinates, where ``x`` is each level's drive
         (``g``, then ``u⁽ⁱ⁻¹⁾``). Values of order one or more mean a coordinate changes by
         O(1) in one step, where no expansion in lr holds (else ``None``).
+    start_step : the step at which the run or the flow's integration began: 0 from
+        ``theta0``; 1 for the corrected flows' own start (after the first discrete step);
+        K when started from a `TrainingState` after K steps (``start=``, or found by
+        ``start="auto"``). Saved points before it come from the discrete steps.
     """
 
     ts: np.ndarray
@@ -60,6 +77,7 @@ class Trajectory:
     convention: str | None = None
     backend: str | None = None
     validity: float | None = None
+    start_step: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,6 +105,24 @@ class Trajectory:
     def at(self, index: int) -> PyTree:
         """Parameters at saved index ``index`` (a PyTree without the time axis)."""
         return jax.tree_util.tree_map(lambda x: x[index], self.theta)
+
+    def state_at(self, step: int) -> TrainingState:
+        """The state (θ, every level's raw m and v, the step count) at saved step ``step``,
+        to continue from with ``run_discrete(..., start=)`` or ``integrate(..., start=)``.
+
+        Raises ``ValueError`` naming the saved steps when ``step`` was not saved (save it
+        with ``save_every``/``save_steps``)."""
+        saved = np.asarray(self.steps, dtype=float)
+        matches = np.flatnonzero(np.isclose(saved, float(step), rtol=0, atol=1e-9))
+        if isinstance(step, bool) or not float(step).is_integer() or matches.size == 0:
+            shown = ", ".join(f"{s:g}" for s in saved[:6]) + (", ..." if saved.size > 6 else "")
+            raise ValueError(
+                f"step={step!r} is not a saved step of this trajectory (saved: {shown}); "
+                "save it with save_every= (run_discrete) or save_steps= (integrate)"
+            )
+        index = int(matches[-1])
+        pick = lambda tree: jax.tree_util.tree_map(lambda x: x[index], tree)  # noqa: E731
+        return TrainingState(pick(self.theta), pick(self.m), pick(self.v), int(round(step)))
 
     @property
     def final(self) -> PyTree:
