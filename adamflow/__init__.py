@@ -26,6 +26,10 @@ from ._optimizers import cascade_step as cascade_step
 from ._optimizers import init_state as init_state
 from ._optimizers import parameter_step as parameter_step
 from ._optimizers import stack_specs as stack_specs
+from ._sharpness import Sharpness as Sharpness
+from ._sharpness import adam_preconditioner as adam_preconditioner
+from ._sharpness import eos_threshold as eos_threshold
+from ._sharpness import preconditioned_sharpness as preconditioned_sharpness
 from ._trajectory import IntegrationError as IntegrationError
 from ._trajectory import TrainingState as TrainingState
 from ._trajectory import Trajectory as Trajectory

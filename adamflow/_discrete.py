@@ -12,6 +12,8 @@ import numpy as np
 
 from ._gradients import Gradient, first_nonfinite_leaf, prepare, starting_point
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
+from ._rules import NUMPY_OPS, bias_correction, decay_per_step
+from ._sharpness import check_sharpness_every, sharpness_along
 from ._trajectory import (
     PyTree,
     TrainingState,
@@ -34,6 +36,7 @@ def run_discrete(
     save_every: int = 1,
     progress: bool = False,
     start: TrainingState | None = None,
+    sharpness_every: int | None = None,
 ) -> Trajectory:
     r"""Run the discrete optimizer for ``steps`` steps from ``theta0`` (theory/adam.md §3,
     theory/kadam.md §1).
@@ -55,6 +58,11 @@ def run_discrete(
     ``theta0`` is then ``None``): ``steps`` stays the last step's number, so the run takes
     steps K+1..``steps`` and saves K, K + save_every, ... and ``steps``; its numbers equal
     the uninterrupted run's.
+
+    ``sharpness_every=n`` (Adam/AdamW, a JAX gradient) measures the preconditioned sharpness
+    :math:`\lambda_{\max}(P^{-1}H)`, :math:`P = \sqrt{v_n/(1-\beta_2^n)} + \varepsilon`, at
+    the saved steps that are multiples of n (n a multiple of ``save_every``) into
+    ``Trajectory.sharpness`` (`adamflow.preconditioned_sharpness`, theory/eos.md §1).
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
@@ -65,6 +73,12 @@ def run_discrete(
     if steps <= first:
         raise ValueError(f"steps={steps} must exceed the start's step {first}")
     gradient = prepare(loss, grad, theta0)
+    sharpness_every = check_sharpness_every(opt, sharpness_every, gradient.traceable)
+    if sharpness_every is not None and sharpness_every % save_every:
+        raise ValueError(
+            f"sharpness_every={sharpness_every} must be a multiple of save_every={save_every} "
+            "(the sharpness is measured at saved steps)"
+        )
     state0 = (
         init_state(opt.k, gradient.theta0)
         if start is None
@@ -89,6 +103,12 @@ def run_discrete(
             f"non-finite parameters at saved step {int(steps_arr[bad])} (first in {leaf}); "
             "the gradient or the update u = m̂/(sqrt(v̂)+eps) overflowed or was nan before it"
         )
+    sharpness = None
+    if sharpness_every is not None:
+        divisor = bias_correction(steps_arr * decay_per_step(opt.b2s[0], NUMPY_OPS), NUMPY_OPS)
+        sharpness = sharpness_along(
+            opt, gradient.fn, steps_arr, theta, v[0], divisor, sharpness_every, progress
+        )
     return Trajectory(
         ts=step_times(opt, steps_arr),
         steps=steps_arr,
@@ -101,6 +121,7 @@ def run_discrete(
         message=message,
         kind="discrete",
         start_step=float(first),
+        sharpness=sharpness,
     )
 
 

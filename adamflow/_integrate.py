@@ -19,7 +19,8 @@ from ._discrete import run_discrete, step_times
 from ._flows import FlowModel
 from ._gradients import prepare, starting_point
 from ._optimizers import KAdam
-from ._rules import JAX_OPS, NUMPY_OPS
+from ._rules import JAX_OPS, NUMPY_OPS, bias_correction
+from ._sharpness import check_sharpness_every, sharpness_along
 from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory, all_finite
 from ._validate import check_choice, check_int, check_positive
 
@@ -253,6 +254,7 @@ def integrate(
     throw: bool = True,
     progress: bool = False,
     start: TrainingState | str | None = None,
+    sharpness_every: int | None = None,
 ) -> Trajectory:
     r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4,
     theory/kadam.md §2).
@@ -316,6 +318,10 @@ def integrate(
         first step (1, 2, ..., 8, then ~1.25× apart) where they may start and integrate from
         there; saved points before it are the discrete steps (linear in between). Other
         orders start at ``theta0``. The `Trajectory` records the step in ``start_step``.
+    sharpness_every : measure the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)`,
+        :math:`P = \sqrt{\hat v} + \varepsilon` with the flow's own :math:`\hat v = v/(1 -
+        e^{-bt})`, at the saved steps that are multiples of it, into
+        ``Trajectory.sharpness`` (Adam/AdamW and a JAX gradient; theory/eos.md §1).
 
     With an lr schedule (``opt.lr`` a function of the update count), the flow is integrated
     in the step count s (t = Σ_{i<n} η_i at step n; theory/adam.md §1 rates per step):
@@ -347,6 +353,7 @@ def integrate(
     gradient = prepare(loss, grad, theta0)  # finite theta0, grad of matching structure
     grad_fn, traceable = gradient.fn, gradient.traceable
     backend = _pick_backend(backend, solver, traceable)
+    sharpness_every = check_sharpness_every(opt, sharpness_every, traceable)
     params = _flows.flow_params(clock, convention)
 
     if traceable:
@@ -449,6 +456,13 @@ def integrate(
             early = (model.theta(early_ys), early_m, early_v, early_us)
         join = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)])  # noqa: E731
         theta, m, v, us = jax.tree_util.tree_map(join, early, (theta, m, v, us))
+    sharpness = None
+    if sharpness_every is not None:
+        rate = float(np.asarray(params.b)[0])
+        divisor = bias_correction(rate * save_ts, NUMPY_OPS)
+        sharpness = sharpness_along(
+            opt, grad_fn, save_ts / clock.lr, theta, v[0], divisor, sharpness_every, progress
+        )
     return Trajectory(
         # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
         ts=save_ts if opt.schedule is None else step_times(opt, save_ts),
@@ -466,4 +480,5 @@ def integrate(
         backend=backend,
         validity=validity,
         start_step=start_step,
+        sharpness=sharpness,
     )

@@ -1,4 +1,4 @@
-"""`Trajectory`: the one result type of discrete runs and integrated flows."""
+r"""`Trajectory`: the one result type of discrete runs and integrated flows."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ class Trajectory:
         ``theta0``; 1 for the corrected flows' own start (after the first discrete step);
         K when started from a `TrainingState` after K steps (``start=``, or found by
         ``start="auto"``). Saved points before it come from the discrete steps.
+    sharpness : with ``sharpness_every=n``, the preconditioned sharpness
+        :math:`\\lambda_{\\max}(P^{-1}H)`, :math:`P = \\sqrt{\\hat v} + \varepsilon`, at each
+        saved point whose step is a positive multiple of n, ``nan`` at the others, shape
+        ``(S,)`` (theory/eos.md §1; compare it with `adamflow.eos_threshold`); else ``None``.
     """
 
     ts: np.ndarray
@@ -78,6 +82,7 @@ class Trajectory:
     backend: str | None = None
     validity: float | None = None
     start_step: float = 0.0
+    sharpness: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,8 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
 - ``corrected_vs_discrete``: the corrected and corrected2 flows, each at the loosest
   tolerance that matches the discrete run to 1e-4 relative, against running the discrete
   optimizer and against each other.
+- ``sharpness``: one `adamflow.preconditioned_sharpness` measurement (Lanczos on
+  Hessian-vector products): products, seconds, and a product's cost in gradients.
 - ``distributed`` (on demand only, ``--only distributed``): the sweep in 1 and 2 local
   ``jax.distributed`` processes (element-steps per second, their ratio), and the projected
   per-device time of a 256² × 10⁴ sweep of a small transformer, from the measured cost
@@ -163,6 +165,20 @@ def bench_grad_evals(options: BenchOptions) -> dict[str, Any]:
         out[f"grad_evals_per_step_{order}"] = flow.stats["grad_evals"] / steps
     disc = run_discrete(opt, loss, theta0, steps, save_every=steps)
     out["grad_evals_per_step_discrete"] = disc.stats["grad_evals"] / steps
+    return out
+
+
+def bench_sharpness(options: BenchOptions) -> dict[str, Any]:
+    """The cost of one preconditioned-sharpness measurement (theory/eos.md §1; what
+    ``sharpness_every`` pays per measured point): Hessian-vector products and seconds, and
+    the seconds of one product against one gradient, on a 101- and a 9 901-parameter tanh
+    MLP for the top 1 and top 3 eigenvalues (`adamflow.experiments.sharpness_bench`)."""
+    from .sharpness_bench import bench_sharpness as measure
+
+    out: dict[str, Any] = {}
+    for name, row in measure(options.repeats).items():
+        for key in ("hvps", "seconds", "hvp_per_grad"):
+            out[f"sharpness_{name}_{key}"] = row[key]
     return out
 
 
@@ -625,6 +641,7 @@ BENCHMARKS: dict[str, Callable[[BenchOptions], dict[str, Any]]] = {
     "diffrax_vs_scipy": bench_diffrax_vs_scipy,
     "grad_evals": bench_grad_evals,
     "corrected_vs_discrete": bench_corrected_vs_discrete,
+    "sharpness": bench_sharpness,
     "import": bench_import,
     "gpu_scale": bench_gpu_scale,
     "distributed": bench_distributed,

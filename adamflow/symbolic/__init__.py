@@ -23,7 +23,8 @@ theory/adamw.md, theory/kadam.md), ``_stability`` (bounded updates; theory/stabi
 ``_corrected`` (the first-order corrected flow by Taylor matching; theory/corrected_flow.md
 §1), ``_modified`` (the corrected flows of every order and the relation to Cattaneo,
 Klusowski & Shigida; theory/corrected_flow.md §2–§3), ``_scale`` (the
-meta-adaptive effect; theory/kadam.md §4), ``_documents`` (the pages).
+meta-adaptive effect; theory/kadam.md §4), ``_eos`` (the edge-of-stability threshold;
+theory/eos.md §2–§3), ``_documents`` (the pages).
 
 This package imports sympy; ``import adamflow`` does not import it.
 """
@@ -36,6 +37,10 @@ from ._derivation import Step as Step
 from ._documents import derivations as derivations
 from ._documents import theory_documents as theory_documents
 from ._documents import write_theory as write_theory
+from ._eos import Instability as Instability
+from ._eos import eos as eos
+from ._eos import eos_first_instability as eos_first_instability
+from ._eos import eos_threshold_expr as eos_threshold_expr
 from ._maps import DiscreteStep as DiscreteStep
 from ._maps import FieldValue as FieldValue
 from ._maps import decoupled_decay as decoupled_decay
