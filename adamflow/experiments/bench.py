@@ -21,6 +21,8 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
 - ``corrected_vs_discrete``: the corrected and corrected2 flows, each at the loosest
   tolerance that matches the discrete run to 1e-4 relative, against running the discrete
   optimizer and against each other.
+- ``recompile``: each flow order's first `adamflow.integrate` call on a small MLP against
+  calls with a new horizon, lr or β₁ (which reuse the compiled solve).
 - ``sharpness``: one `adamflow.preconditioned_sharpness` measurement (Lanczos on
   Hessian-vector products): products, seconds, and a product's cost in gradients.
 - ``distributed`` (on demand only, ``--only distributed``): the sweep in 1 and 2 local
@@ -87,6 +89,9 @@ GOALS: dict[str, tuple[str, float]] = {
     # the smallest (30% leaves room for the noise of a shared machine).
     "scaling_grid_cost_ratio": ("<=", 1.3),
     "scaling_steps_cost_ratio": ("<=", 1.3),
+    # A new horizon, lr or β₁ reuses the compiled solve: the slowest such second call of any
+    # order at most 10% of that order's first call.
+    "recompile_worst_ratio": ("<=", 0.1),
 }
 
 
@@ -165,6 +170,32 @@ def bench_grad_evals(options: BenchOptions) -> dict[str, Any]:
         out[f"grad_evals_per_step_{order}"] = flow.stats["grad_evals"] / steps
     disc = run_discrete(opt, loss, theta0, steps, save_every=steps)
     out["grad_evals_per_step_discrete"] = disc.stats["grad_evals"] / steps
+    return out
+
+
+def bench_recompile(options: BenchOptions) -> dict[str, Any]:
+    """One compile per model: on a 97-parameter tanh MLP (full-batch MSE), each order's
+    first `integrate` call (Adam lr 0.005, 100 steps; it compiles) against later calls with
+    a new ``steps`` (101), a new ``lr`` (0.004) and a new ``b1`` (0.8), which reuse it. The
+    corrected orders start with ``start="auto"``. ``recompile_worst_ratio`` is the largest
+    later/first ratio over the orders."""
+    from .sharpness_bench import tanh_mlp
+
+    loss, theta0, _ = tanh_mlp(2, 24, 64)
+    out: dict[str, Any] = {}
+    changes = {"steps": (0.005, 101, 0.9), "lr": (0.004, 101, 0.9), "b1": (0.004, 101, 0.8)}
+    for order in ("leading", "corrected", "corrected2", "paper"):
+        start = "auto" if order.startswith("corrected") else None
+
+        def call(lr: float, steps: int, b1: float, order: str = order, start: Any = start) -> Any:
+            opt = Adam(lr, b1=b1)
+            return integrate(opt, loss, theta0, steps=steps, order=order, start=start)
+
+        first, _ = timed(lambda: call(0.005, 100, 0.9))
+        out[f"recompile_{order}_first_s"] = first
+        for name, args in changes.items():
+            out[f"recompile_{order}_new_{name}_ratio"] = timed(lambda a=args: call(*a))[0] / first
+    out["recompile_worst_ratio"] = max(v for k, v in out.items() if k.endswith("_ratio"))
     return out
 
 
@@ -642,6 +673,7 @@ BENCHMARKS: dict[str, Callable[[BenchOptions], dict[str, Any]]] = {
     "grad_evals": bench_grad_evals,
     "corrected_vs_discrete": bench_corrected_vs_discrete,
     "sharpness": bench_sharpness,
+    "recompile": bench_recompile,
     "import": bench_import,
     "gpu_scale": bench_gpu_scale,
     "distributed": bench_distributed,

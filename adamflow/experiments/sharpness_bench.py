@@ -23,7 +23,7 @@ from ._timing import median_time, timed
 MODELS: dict[str, tuple[int, int, int]] = {"mlp_101": (8, 10, 64), "mlp_9901": (64, 150, 256)}
 
 
-def _mlp(
+def tanh_mlp(
     inputs: int, hidden: int, points: int, seed: int = 0
 ) -> tuple[Callable[..., Any], Any, Any]:
     """A random tanh MLP with one output, its full-batch MSE loss and a random positive
@@ -58,7 +58,7 @@ def bench_sharpness(repeats: int = 5) -> dict[str, dict[str, Any]]:
     """
     results: dict[str, dict[str, Any]] = {}
     for name, (inputs, hidden, points) in MODELS.items():
-        loss, theta, precond = _mlp(inputs, hidden, points)
+        loss, theta, precond = tanh_mlp(inputs, hidden, points)
         grad = jax.jit(jax.grad(loss))
         jax.block_until_ready(grad(theta))
         grad_seconds = median_time(lambda: grad(theta), repeats)
