@@ -12,7 +12,7 @@ from ._discrete import run_discrete
 from ._integrate import MODELS, check_options, integrate
 from ._optimizers import KAdam
 from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory
-from ._validate import check_choice, check_int, check_positive
+from .validation import check_choice, check_int, check_positive
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from . import _rules
+from . import rules
 from ._flows import FlowModel, FlowParams, FlowState, state_theta
 from ._optimizers import KAdam, cascade_step, init_state, parameter_step
 from ._trajectory import IntegrationError, PyTree, TrainingState
@@ -159,12 +159,12 @@ def _polynomial(jet: list[Any], derivative: int, s: Any) -> Any:
 def _level_update(moments: tuple[PyTree, PyTree], eps: Any) -> PyTree:
     r"""A level's output :math:`\hat m/(\sqrt{\hat v}+\varepsilon)` from its bias-corrected
     ``moments = (m̂, v̂)``."""
-    return tree_map(lambda m, v: _rules.normalized_update(m, v, eps), *moments)
+    return tree_map(lambda m, v: rules.normalized_update(m, v, eps), *moments)
 
 
 def _window_rate(rate: Any, t: Any) -> Any:
     r"""The bias-corrected moment's rate :math:`a/(1-e^{-at})`."""
-    return rate / _rules.bias_correction(rate * t)
+    return rate / rules.bias_correction(rate * t)
 
 
 def _second_moment_drive(coefficients: Any, lr: Any, inputs: list[Any]) -> Any:
@@ -291,7 +291,7 @@ def corrected_update(
 
 
 def _require_jax(xp: Any) -> None:
-    if xp is not _rules.JAX_OPS:
+    if xp is not rules.JAX_OPS:
         raise TypeError(
             "the corrected orders need a JAX-traceable gradient: their field differentiates "
             "the gradient along the flow (nested JVPs). Pass a JAX loss or a JAX grad= "
@@ -316,7 +316,7 @@ def first_step_state(
     params: FlowParams,
     theta0: PyTree,
     grad_fn: Callable[[PyTree], PyTree],
-    xp: Any = _rules.JAX_OPS,
+    xp: Any = rules.JAX_OPS,
 ) -> FlowState:
     r"""The state at t = η: one exact discrete step (`cascade_step`, `parameter_step`), with
     the bias-corrected moments :math:`\hat m_i = m_i/(1-\beta_{1,i})` (one gradient, or one
@@ -340,7 +340,7 @@ def resume(
     state: TrainingState,
     t: Any,
     grad_fn: Callable[[PyTree], PyTree],
-    xp: Any = _rules.JAX_OPS,
+    xp: Any = rules.JAX_OPS,
 ) -> FlowState:
     r"""The state at :math:`t = K\eta` from the discrete state after K ≥ 1 steps: θ_K and
     the bias-corrected moments :math:`\hat m_i = m_i/(1-\beta_{1,i}^K)`,
@@ -401,7 +401,7 @@ def _raw_moments(
 
     def raw(moment: Any, rate: Any) -> Any:
         arr = np.asarray(moment)
-        divisor = _rules.bias_correction(float(rate) * t, _rules.NUMPY_OPS)
+        divisor = rules.bias_correction(float(rate) * t, rules.NUMPY_OPS)
         with np.errstate(invalid="ignore"):  # a failed solve leaves inf states: keep nan
             return arr * divisor.reshape((-1,) + (1,) * (arr.ndim - 1))
 
@@ -463,7 +463,7 @@ def local_validity(
     g, hessian_times = jax.linearize(grad_fn, y.theta)
     u = _level_update((y.m[-1], y.v[-1]), eps)
     velocity = tree_map(
-        lambda uu, p: _rules.parameter_velocity(uu, p, params.weight_decay), u, y.theta
+        lambda uu, p: rules.parameter_velocity(uu, p, params.weight_decay), u, y.theta
     )
     x, x_dot = g, hessian_times(velocity)
     worst = jnp.asarray(0.0)

@@ -12,8 +12,8 @@ import numpy as np
 from ._flows import FlowModel
 from ._gradients import first_nonfinite_leaf
 from ._optimizers import KAdam
-from ._rules import JAX_OPS
 from ._trajectory import PyTree, first_nonfinite_index
+from .rules import JAX_OPS
 
 #: Explicit Euler probes between the last finite saved point and the next one.
 PROBES = 1000

@@ -12,7 +12,6 @@ import numpy as np
 
 from ._gradients import Gradient, first_nonfinite_leaf, prepare, starting_point
 from ._optimizers import CascadeState, KAdam, cascade_step, init_state, parameter_step
-from ._rules import NUMPY_OPS, bias_correction, decay_per_step
 from ._sharpness import check_sharpness_every, sharpness_along
 from ._trajectory import (
     PyTree,
@@ -21,7 +20,8 @@ from ._trajectory import (
     first_nonfinite_index,
     save_bucket,
 )
-from ._validate import check_int
+from .rules import NUMPY_OPS, bias_correction, decay_per_step
+from .validation import check_int
 
 tree_map = jax.tree_util.tree_map
 

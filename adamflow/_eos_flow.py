@@ -55,11 +55,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
-from . import _rules
+from . import rules
 from ._flows import (
     FlowModel,
     FlowParams,
@@ -101,7 +100,7 @@ class EdgeTerms(NamedTuple):
 
 
 def _require_jax(xp: Any) -> None:
-    if xp is not _rules.JAX_OPS:
+    if xp is not rules.JAX_OPS:
         raise TypeError(
             "order='eos' needs a JAX-traceable gradient: its field differentiates the "
             "gradient along the top eigenvectors. Pass a JAX loss or a JAX grad= function."
@@ -142,14 +141,14 @@ def edge_terms(
     """The oscillation's variances and what they change in the flow at ``y`` (module
     docstring); the field of `eos_field` is built from these."""
     theta, unravel = ravel_pytree(y.theta)
-    m, v = ravel_pytree(y.m[0])[0], ravel_pytree(y.v[0])[0]
+    v = ravel_pytree(y.v[0])[0]
 
     def gradient(point: jax.Array) -> jax.Array:
         return ravel_pytree(grad_fn(unravel(point)))[0]
 
     a, b = params.a[0], params.b[0]
     g = gradient(theta)
-    v_hat = _bias_corrected(v, g * g, b, t, _rules.JAX_OPS)
+    v_hat = _bias_corrected(v, g * g, b, t, rules.JAX_OPS)
     root = jnp.sqrt(jnp.maximum(v_hat, 0.0))
     precond = root + params.eps
     # The eigen-directions in parameters, w̃ = P^{-1/2} w, and the probes along them.
@@ -170,7 +169,7 @@ def edge_terms(
     basis_rate = basis_rate + rate * (q - y.basis)
     # λ̇* = D - G σ² (module docstring), with the P-channel through v̂'s bias-corrected rate.
     started = t > 0
-    v_window = jnp.where(started, b / _rules.bias_correction(jnp.where(started, b * t, 1.0)), 0.0)
+    v_window = jnp.where(started, b / rules.bias_correction(jnp.where(started, b * t, 1.0)), 0.0)
     p_per_v = jnp.where(root > 0, v_window / (2 * jnp.where(root > 0, root, 1.0)), 0.0)
     dlam_dp = -(directions * hess_dir) / precond[:, None]  # ∂λ_i/∂P, (D, n)
     velocity = -(g / precond + params.weight_decay * theta)
@@ -190,7 +189,7 @@ def eos_field(
     y: EosState,
     params: FlowParams,
     grad_fn: Callable[[PyTree], PyTree],
-    xp: Any = _rules.JAX_OPS,
+    xp: Any = rules.JAX_OPS,
 ) -> EosState:
     r"""The eos flow (module docstring): :math:`\dot m = a(\bar g - m)`,
     :math:`\dot v = b(\overline{g^2} - v)`, :math:`\dot\theta = -(\hat m/P + \lambda\theta)`,
@@ -202,11 +201,11 @@ def eos_field(
     a, b = params.a[0], params.b[0]
     m_hat = _bias_corrected(m, terms.mean_grad, a, t, xp)
     v_hat = _bias_corrected(v, terms.v_drive, b, t, xp)
-    update = _rules.normalized_update(m_hat, v_hat, params.eps, xp)
+    update = rules.normalized_update(m_hat, v_hat, params.eps, xp)
     return EosState(
-        unravel(_rules.parameter_velocity(update, theta, params.weight_decay)),
-        (unravel(_rules.ema_increment(m, terms.mean_grad, a)),),
-        (unravel(_rules.ema_increment(v, terms.v_drive, b)),),
+        unravel(rules.parameter_velocity(update, theta, params.weight_decay)),
+        (unravel(rules.ema_increment(m, terms.mean_grad, a)),),
+        (unravel(rules.ema_increment(v, terms.v_drive, b)),),
         terms.basis_rate,
     )
 
@@ -254,9 +253,7 @@ def _resume(
     """The leading flow's resumed moments (`resumed_state`) and the basis at that state."""
     _require_jax(xp)
     base = resumed_state(opt, params, state, t, grad_fn, xp)
-    v_hat = jax.tree_util.tree_map(
-        lambda v: v / _rules.bias_correction(params.b[0] * t), base.v[0]
-    )
+    v_hat = jax.tree_util.tree_map(lambda v: v / rules.bias_correction(params.b[0] * t), base.v[0])
     precond = jax.tree_util.tree_map(lambda x: jnp.sqrt(x) + params.eps, v_hat)
     basis = top_basis(base.theta, precond, grad_fn, directions)
     return EosState(base.theta, base.m, base.v, basis)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from . import _rules
+from . import rules
 from ._optimizers import KAdam
 from ._trajectory import PyTree, TrainingState
 
@@ -42,7 +42,7 @@ class FlowModel(NamedTuple):
     `TrainingState` (it may refuse, raising `IntegrationError` with the reason).
     Hooks are module-level functions (or `jax.tree_util.Partial`), so a jitted solve is not
     recompiled per call.
-    ``xp`` is an `adamflow._rules` namespace (JAX, or NumPy for NumPy gradients).
+    ``xp`` is an `adamflow.rules` namespace (JAX, or NumPy for NumPy gradients).
     """
 
     start: Callable[..., Any]
@@ -70,8 +70,8 @@ def flow_params(opt: KAdam, convention: str = "exact") -> FlowParams:
     r"""Rates of the spec's flow (theory/adam.md §1): :math:`a_i = \ln(1/\beta_{1,i})/\eta`
     (``"exact"``) or :math:`(1-\beta_{1,i})/\eta` (``"euler"``), likewise :math:`b_i` from
     :math:`\beta_{2,i}`. Works on a traced or vmapped spec (the sweep's continuous mode)."""
-    a = jnp.stack([_rules.moment_rate(jnp.asarray(b1), opt.lr, convention) for b1 in opt.b1s])
-    b = jnp.stack([_rules.moment_rate(jnp.asarray(b2), opt.lr, convention) for b2 in opt.b2s])
+    a = jnp.stack([rules.moment_rate(jnp.asarray(b1), opt.lr, convention) for b1 in opt.b1s])
+    b = jnp.stack([rules.moment_rate(jnp.asarray(b2), opt.lr, convention) for b2 in opt.b2s])
     return FlowParams(a, b, opt.eps, opt.weight_decay)
 
 
@@ -93,9 +93,9 @@ def flow_moments_from(
         out = []
         for moment, factor, rate in zip(moments, factors, rates):
             with np.errstate(divide="ignore"):  # β = 0: ln(1/β) = inf, a divisor of 1
-                per_step = _rules.decay_per_step(float(factor), _rules.NUMPY_OPS)
-            discrete = float(_rules.bias_correction(state.step * per_step, _rules.NUMPY_OPS))
-            flow = _rules.bias_correction(rate * t, xp)
+                per_step = rules.decay_per_step(float(factor), rules.NUMPY_OPS)
+            discrete = float(rules.bias_correction(state.step * per_step, rules.NUMPY_OPS))
+            flow = rules.bias_correction(rate * t, xp)
             out.append(tree_map(lambda x: x * (flow / discrete), moment))
         return tuple(out)
 
@@ -137,12 +137,12 @@ def _bias_corrected(moment: Any, drive: Any, rate: Any, t: Any, xp: Any) -> Any:
     finite = xp.isfinite(rate)
     use_ratio = finite & (t > 0)
     # Double `where` keeps 0/0 out of both the value and its derivatives.
-    divisor = xp.where(use_ratio, _rules.bias_correction(xp.where(finite, rate, 0.0) * t, xp), 1.0)
+    divisor = xp.where(use_ratio, rules.bias_correction(xp.where(finite, rate, 0.0) * t, xp), 1.0)
     return xp.where(use_ratio, moment / divisor, drive)
 
 
 def level_inputs(
-    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = _rules.JAX_OPS
+    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = rules.JAX_OPS
 ) -> tuple[list[PyTree], PyTree]:
     r"""The input of every level, :math:`u^{(0)} = g, u^{(1)}, \dots, u^{(k-1)}`, and the
     top-level update :math:`u^{(k)}`, with :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i} +
@@ -152,7 +152,7 @@ def level_inputs(
         inputs.append(drive)
         a, b = params.a[i], params.b[i]
         drive = tree_map(
-            lambda m, v, x: _rules.normalized_update(
+            lambda m, v, x: rules.normalized_update(
                 _bias_corrected(m, x, a, t, xp),
                 _bias_corrected(v, x * x, b, t, xp),
                 params.eps,
@@ -166,7 +166,7 @@ def level_inputs(
 
 
 def cascade_rates(
-    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = _rules.JAX_OPS
+    t: Any, state: FlowState, grad: PyTree, params: FlowParams, xp: Any = rules.JAX_OPS
 ) -> tuple[PyTree, tuple[PyTree, ...], tuple[PyTree, ...]]:
     r"""Moment rates of every level and the top-level update :math:`u^{(k)}(t)`.
 
@@ -180,9 +180,9 @@ def cascade_rates(
     for i, drive in enumerate(inputs):
         a_finite = xp.where(xp.isfinite(params.a[i]), params.a[i], 0.0)
         b_finite = xp.where(xp.isfinite(params.b[i]), params.b[i], 0.0)
-        dms.append(tree_map(lambda m, x: _rules.ema_increment(m, x, a_finite), state.m[i], drive))
+        dms.append(tree_map(lambda m, x: rules.ema_increment(m, x, a_finite), state.m[i], drive))
         dvs.append(
-            tree_map(lambda v, x: _rules.ema_increment(v, x * x, b_finite), state.v[i], drive)
+            tree_map(lambda v, x: rules.ema_increment(v, x * x, b_finite), state.v[i], drive)
         )
     return update, tuple(dms), tuple(dvs)
 
@@ -192,7 +192,7 @@ def leading_field(
     state: FlowState,
     params: FlowParams,
     grad_fn: Callable[[PyTree], PyTree],
-    xp: Any = _rules.JAX_OPS,
+    xp: Any = rules.JAX_OPS,
 ) -> FlowState:
     r"""Leading-order k-Adam flow (theory/kadam.md §2):
 
@@ -202,7 +202,7 @@ def leading_field(
     """
     update, dms, dvs = cascade_rates(t, state, grad_fn(state.theta), params, xp)
     dtheta = tree_map(
-        lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), update, state.theta
+        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay), update, state.theta
     )
     return FlowState(dtheta, dms, dvs)
 
@@ -212,7 +212,7 @@ def flow_update(
     state: FlowState,
     params: FlowParams,
     grad_fn: Callable[[PyTree], PyTree],
-    xp: Any = _rules.JAX_OPS,
+    xp: Any = rules.JAX_OPS,
 ) -> PyTree:
     """The top-level update :math:`u^{(k)}(t)` the flow applies at ``state``."""
     return cascade_rates(t, state, grad_fn(state.theta), params, xp)[0]
@@ -235,7 +235,7 @@ def state_moments(
         return level_inputs(time, state, grad_fn(state.theta), params, xp)[0]
 
     ts = np.asarray(t, dtype=float)
-    if xp is _rules.JAX_OPS:
+    if xp is rules.JAX_OPS:
         inputs = jax.vmap(inputs_at)(jnp.asarray(ts), tree_map(jnp.asarray, states))
     else:  # a NumPy gradient: one saved point at a time
         per_point = [

@@ -19,10 +19,10 @@ from ._discrete import run_discrete, step_times
 from ._flows import FlowModel
 from ._gradients import prepare, starting_point
 from ._optimizers import KAdam
-from ._rules import JAX_OPS, NUMPY_OPS, bias_correction
 from ._sharpness import check_sharpness_every, sharpness_along
 from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory, all_finite
-from ._validate import check_choice, check_int, check_positive
+from .rules import JAX_OPS, NUMPY_OPS, bias_correction
+from .validation import check_choice, check_int, check_positive
 
 CONVENTIONS = ("exact", "euler", "paper")
 BACKENDS = ("auto", "diffrax", "scipy")

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _rules
+from . import rules
 from ._trajectory import PyTree
-from ._validate import check_levels, check_positive
+from .validation import check_levels, check_positive
 
 if TYPE_CHECKING:
     import optax
@@ -233,11 +233,11 @@ def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[Cascade
     new_m, new_v = [], []
     for i in range(len(state.m)):
         b1, b2 = opt.b1s[i], opt.b2s[i]
-        m = tree_map(lambda m, x: m + _rules.ema_increment(m, x, 1.0 - b1), state.m[i], drive)
-        v = tree_map(lambda v, x: v + _rules.ema_increment(v, x * x, 1.0 - b2), state.v[i], drive)
-        bc_m = _rules.bias_correction(n * _rules.decay_per_step(b1))
-        bc_v = _rules.bias_correction(n * _rules.decay_per_step(b2))
-        drive = tree_map(lambda m, v: _rules.normalized_update(m / bc_m, v / bc_v, opt.eps), m, v)
+        m = tree_map(lambda m, x: m + rules.ema_increment(m, x, 1.0 - b1), state.m[i], drive)
+        v = tree_map(lambda v, x: v + rules.ema_increment(v, x * x, 1.0 - b2), state.v[i], drive)
+        bc_m = rules.bias_correction(n * rules.decay_per_step(b1))
+        bc_v = rules.bias_correction(n * rules.decay_per_step(b2))
+        drive = tree_map(lambda m, v: rules.normalized_update(m / bc_m, v / bc_v, opt.eps), m, v)
         new_m.append(m)
         new_v.append(v)
     return CascadeState(n, tuple(new_m), tuple(new_v)), drive
@@ -258,7 +258,7 @@ def parameter_step(opt: KAdam, theta: PyTree, update: PyTree, count: Any = None)
     :math:`\eta_n` = `step_size` ``(opt, count)`` (``count`` = n - 1, needed for a schedule)."""
     lr = step_size(opt, count)
     return tree_map(
-        lambda p, u: p + lr * _rules.parameter_velocity(u, p, opt.weight_decay),
+        lambda p, u: p + lr * rules.parameter_velocity(u, p, opt.weight_decay),
         theta,
         update,
     )
@@ -285,9 +285,7 @@ def as_optax(opt: KAdam) -> optax.GradientTransformation:
         lr = step_size(opt, state.count)
         new_state, u = cascade_step(opt, state, updates)
         delta = tree_map(
-            lambda u, p, g: (lr * _rules.parameter_velocity(u, p, opt.weight_decay)).astype(
-                g.dtype
-            ),
+            lambda u, p, g: (lr * rules.parameter_velocity(u, p, opt.weight_decay)).astype(g.dtype),
             u,
             params,
             updates,

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
-from . import _rules
+from . import rules
 from ._flows import (
     FlowModel,
     FlowParams,
@@ -53,7 +53,7 @@ def _start(
     base = initial_state(opt.k, theta0, xp.zeros_like)
     u0 = flow_update(0.0, base, params, grad_fn, xp)  # the t -> 0 limit of the update
     velocity = tree_map(
-        lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), u0, theta0
+        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay), u0, theta0
     )
     return PaperState(theta0, velocity, base.m, base.v)
 
@@ -72,7 +72,7 @@ def _resume(
     base = resumed_state(opt, params, state, t, grad_fn, xp)
     update = flow_update(t, base, params, grad_fn, xp)
     velocity = tree_map(
-        lambda u, p: _rules.parameter_velocity(u, p, params.weight_decay), update, base.theta
+        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay), update, base.theta
     )
     return PaperState(base.theta, velocity, base.m, base.v)
 
@@ -91,7 +91,7 @@ def paper_field(
     moments = FlowState(y.theta, y.m, y.v)
     update, dms, dvs = cascade_rates(t, moments, grad_fn(y.theta), params, xp)
     acceleration = tree_map(
-        lambda u, p, w: (2.0 / lr) * (_rules.parameter_velocity(u, p, params.weight_decay) - w),
+        lambda u, p, w: (2.0 / lr) * (rules.parameter_velocity(u, p, params.weight_decay) - w),
         update,
         y.theta,
         y.velocity,

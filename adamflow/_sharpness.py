@@ -23,11 +23,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpy.polynomial import Polynomial
 
-from . import _rules
+from . import rules
 from ._gradients import resolve_grad
 from ._optimizers import KAdam
 from ._trajectory import PyTree
-from ._validate import check_array, check_bool, check_int
+from .validation import check_array, check_bool, check_int
 
 
 class Sharpness(NamedTuple):
@@ -267,7 +267,7 @@ def adam_preconditioner(opt: KAdam, v: PyTree, step: int) -> PyTree:
 
     from the raw second moment ``v`` after ``step = n`` steps (e.g. ``run_discrete``'s
     ``Trajectory.v[0]`` at a saved index, with ``step = trajectory.steps[index]``). The bias
-    correction is `adamflow._rules.bias_correction`, the one the optimizer runs.
+    correction is `adamflow.rules.bias_correction`, the one the optimizer runs.
 
     Parameters
     ----------
@@ -307,8 +307,8 @@ def adam_preconditioner(opt: KAdam, v: PyTree, step: int) -> PyTree:
     for leaf in jax.tree_util.tree_leaves(v):
         check_array("v", leaf, 0.0)
     b2 = opt.b2s[0]
-    correction = _rules.bias_correction(step * _rules.decay_per_step(b2))
-    # sqrt(v̂) + ε: the denominator of `_rules.normalized_update`.
+    correction = rules.bias_correction(step * rules.decay_per_step(b2))
+    # sqrt(v̂) + ε: the denominator of `rules.normalized_update`.
     return jax.tree_util.tree_map(lambda x: jnp.sqrt(jnp.asarray(x) / correction) + opt.eps, v)
 
 

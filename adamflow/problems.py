@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._trajectory import PyTree
-from ._validate import check_int, check_real
+from .validation import check_int, check_real
 
 __all__ = [
     "PROBLEMS",

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._rules import NUMPY_OPS, moment_rate
-from ._validate import check_array, check_choice, check_int
+from .rules import NUMPY_OPS, moment_rate
+from .validation import check_array, check_choice, check_int
 
 __all__ = [
     "eps_capped_amplification",

@@ -125,3 +125,42 @@ def test_scripts_use_public_names_only():
         imported = _imports_text(path.read_text(encoding="utf-8")).split()
         private = [m for m in imported if m.startswith("adamflow._") or "._" in m]
         assert not private, (path.name, private)
+
+
+def _private_library_imports(path: Path) -> list[str]:
+    """What ``path`` imports from the library's private modules or names: an absolute module
+    path with a component starting with ``_`` outside ``path``'s own subpackage (for
+    ``adamflow.experiments._timing`` from inside experiments, the subpackage's own business),
+    or a private name imported from a library module."""
+    name = _module_name(path)
+    own = ".".join(name.split(".")[:2])  # e.g. adamflow.experiments
+    base_parts = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules = [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = base_parts[: len(base_parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            modules = [(module, [alias.name for alias in node.names])]
+        else:
+            continue
+        for module, names in modules:
+            if not module.startswith("adamflow") or module.startswith(own + "."):
+                continue
+            parts = module.split(".")
+            private = [p for p in parts if p.startswith("_")] + [
+                n for n in names if n.startswith("_")
+            ]
+            if private:
+                found.append(f"{module}: {', '.join(names) or '(module)'}")
+    return found
+
+
+def test_experiments_and_plotting_use_the_public_api_only():
+    # The library answers questions; what uses it (experiments, drawing, scripts) reads only
+    # its public names, so the private modules can change freely.
+    users = [*(PACKAGE / "experiments").glob("*.py"), *(PACKAGE / "plotting").glob("*.py")]
+    users += list((ROOT / "scripts").glob("*.py"))
+    offenders = {p.name: found for p in users if (found := _private_library_imports(p))}
+    assert not offenders, offenders

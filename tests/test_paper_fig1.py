@@ -18,9 +18,9 @@ from jax.flatten_util import ravel_pytree
 from matplotlib.figure import Figure
 
 import adamflow as af
-from adamflow._io import atomic_write_json, sidecar
 from adamflow.experiments import paper_fig1 as fig1
 from adamflow.experiments import shakespeare as shk
+from adamflow.fileio import atomic_write_json, sidecar
 from adamflow.plotting.paper_fig1 import draw_paper_fig1
 
 TEXT = (

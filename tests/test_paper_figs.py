@@ -315,7 +315,7 @@ def test_tiny_meta_assumptions_and_its_drawing():
 def test_quick_experiment_then_drawing(name):
     import json
 
-    from adamflow._io import _jsonable
+    from adamflow.fileio import _jsonable
     from adamflow.plotting import paper_figs as drawings
 
     fd = getattr(pf, f"{name}_experiment")(quick=True)

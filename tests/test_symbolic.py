@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from adamflow import KAdam, _flows, _optimizers, _rules, symbolic
+from adamflow import KAdam, _flows, _optimizers, rules, symbolic
 
 ROOT = Path(__file__).resolve().parent.parent
 b1, b2, eta, a, b = sp.symbols("beta_1 beta_2 eta a b")
@@ -101,7 +101,7 @@ def test_moment_rates_equal_rules():
     for convention in ("exact", "euler"):
         rate = sp.lambdify([b1, eta], symbolic.moment_rate(convention), "numpy")
         for b1v, lr in [(0.9, 0.01), (0.999, 1e-3), (0.3, 0.5)]:
-            expected = float(_rules.moment_rate(b1v, lr, convention))  # a 0-d JAX array
+            expected = float(rules.moment_rate(b1v, lr, convention))  # a 0-d JAX array
             assert rate(b1v, lr) == pytest.approx(expected, rel=1e-14)
     assert symbolic.moment_rate("exact", "second") == -sp.log(b2) / eta
     with pytest.raises(ValueError, match="convention"):
@@ -159,7 +159,7 @@ def test_symbolic_leading_field_equals_flows(k, weight_decay):
         v = tuple(rng.uniform(0.01, 2.0, size=8) for _ in range(k))
         params = _flows.FlowParams(a_rates, b_rates, 1e-4, lam)
         expected = _flows.leading_field(
-            t, _flows.FlowState(theta, m, v), params, grad_fn, _rules.NUMPY_OPS
+            t, _flows.FlowState(theta, m, v), params, grad_fn, rules.NUMPY_OPS
         )
         got = field(t, theta, m, v, grad_fn(theta), a_rates, b_rates, 1e-4, lam)
         np.testing.assert_allclose(got.theta, expected.theta, rtol=1e-12, atol=1e-14)

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._rules import JAX_OPS
 from .._trajectory import save_bucket
+from ..rules import JAX_OPS
 from . import FlowModel, SolveResult
 
 #: Solvers selectable by name (``solver="kvaerno5"`` and so on).

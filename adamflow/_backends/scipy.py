@@ -16,7 +16,7 @@ import scipy.integrate
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from .._rules import JAX_OPS, NUMPY_OPS
+from ..rules import JAX_OPS, NUMPY_OPS
 from . import FlowModel, SolveResult
 
 #: ``solve_ivp`` methods; the implicit ones get an exact Jacobian when the field is JAX.

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import Adam, integrate, phase_diagram, problems, run_discrete
-from .._io import atomic_write_json
+from ..fileio import atomic_write_json
 from ..phase import DEFAULT_GRID, DEFAULT_RUNS, default_grid
 from ._timing import cold_and_warm, median_time, timed
 from .phase_baselines import element_steps, minimal_kernel, optax_loop_point
@@ -507,9 +507,9 @@ def distributed_worker() -> None:
     0 prints ``{"elapsed_s": ...}`` as its last line."""
     import json
 
-    from ..phase import _distributed
+    from ..phase import exit_hard_on_error, initialize_distributed
 
-    _distributed.initialize_distributed()
+    initialize_distributed()
 
     def run() -> None:
         side, steps, chunk = DISTRIBUTED_SWEEP
@@ -521,7 +521,7 @@ def distributed_worker() -> None:
         if jax.process_index() == 0:
             print(json.dumps({"elapsed_s": diagram.elapsed}), flush=True)
 
-    _distributed.exit_hard_on_error(run)
+    exit_hard_on_error(run)
 
 
 def _distributed_elapsed(processes: int) -> float:
@@ -529,7 +529,7 @@ def _distributed_elapsed(processes: int) -> float:
     import os
     import tempfile
 
-    from ..phase import _distributed
+    from ..phase import launch_local
 
     code = "from adamflow.experiments.bench import distributed_worker; distributed_worker()"
     with tempfile.TemporaryFile("w+") as log:
@@ -538,7 +538,7 @@ def _distributed_elapsed(processes: int) -> float:
         saved = os.dup(1)
         try:
             os.dup2(log.fileno(), 1)
-            status = _distributed.launch_local([sys.executable, "-c", code], processes, env=env)
+            status = launch_local([sys.executable, "-c", code], processes, env=env)
         finally:
             os.dup2(saved, 1)
             os.close(saved)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import Adam, KAdam, compare, fit_order, integrate, run_discrete
-from .._io import atomic_write_json
+from ..fileio import atomic_write_json
 from ._timing import best_time
 from .figures import FigureData
 

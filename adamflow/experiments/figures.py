@@ -18,7 +18,7 @@ import importlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._io import save_figure, sidecar
+from ..fileio import save_figure, sidecar
 
 
 class FigureData(NamedTuple):

@@ -53,8 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import problems, stability
-from .._optimizers import Adam, cascade_step, init_state, parameter_step, stack_specs
+from .. import Adam, cascade_step, init_state, parameter_step, problems, stability, stack_specs
 from ..phase import phase_diagram
 from .figures import FigureData
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from .. import AdamW, KAdam, cascade_step, init_state, parameter_step, stability
-from .._validate import check_int
+from ..validation import check_int
 from .figures import FigureData
 from .paper_training import (
     Curves,

@@ -39,7 +39,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .. import KAdam, cascade_step, init_state, parameter_step
-from .._validate import check_choice, check_int, check_unit_interval
+from ..validation import check_choice, check_int, check_unit_interval
 from .training import (
     DTYPE,
     Dataset,

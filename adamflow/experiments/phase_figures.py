@@ -17,7 +17,7 @@ import numpy as np
 import adamflow as af
 from adamflow import phase
 
-from .._io import save_figure
+from ..fileio import save_figure
 from .figures import FigureData
 
 #: (β₁, β₂) whose log|u| after a switch-off is drawn: fast, medium and slow growth, growth

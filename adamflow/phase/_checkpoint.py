@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _io
+from .. import fileio
 
 FORMAT = "adamflow.phase_checkpoint/1"
 
@@ -101,7 +101,7 @@ def open_checkpoint(folder: Path, meta: dict[str, Any], *, chunks: int, resume: 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"checkpoint must be a folder, but {folder} is a file")
     meta_path = folder / "meta.json"
-    expected = json.loads(json.dumps(_io._jsonable(meta)))
+    expected = json.loads(json.dumps(fileio._jsonable(meta)))
     if meta_path.is_file():
         try:
             found = json.loads(meta_path.read_text())
@@ -131,7 +131,7 @@ def open_checkpoint(folder: Path, meta: dict[str, Any], *, chunks: int, resume: 
         raise CheckpointExists(folder, saved, chunks)
     if not meta_path.is_file():
         try:
-            _io.atomic_write_json(meta_path, meta)
+            fileio.atomic_write_json(meta_path, meta)
         except OSError as error:
             raise _unusable(folder, error, "written") from error
     return saved
@@ -155,7 +155,7 @@ def read_chunk(path: Path) -> dict[str, np.ndarray]:
 
 def write_chunk(path: Path, piece: dict[str, np.ndarray]) -> None:
     """Save a finished chunk atomically."""
-    _io.atomic_save_npz(path, **piece)
+    fileio.atomic_save_npz(path, **piece)
 
 
 def clear_checkpoint(folder: str | Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_choice, check_int, check_real
+from ..validation import check_choice, check_int, check_real
 
 SPACINGS = ("log", "linear")
 

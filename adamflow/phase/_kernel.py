@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _rules
+from .. import rules
 from .._flows import FlowState, flow_params, flow_update, initial_state, leading_field
 from .._optimizers import Adam, AdamW, KAdam, cascade_step, init_state, parameter_step, stack_specs
 from .._trajectory import PyTree
@@ -288,7 +288,7 @@ def make_cell_fns(config: Config, plan: Schedule) -> CellFns:
     def block_fn(spec: KAdam) -> Callable[[Any, Any], Any]:
         """``one_block(carry, (xs, last_seen)) -> (carry, trace point)``."""
         _, advance, parts = dynamics(spec)
-        log_decay_v = _rules.decay_per_step(spec.b2s[0])  # ln(1/β₂)
+        log_decay_v = rules.decay_per_step(spec.b2s[0])  # ln(1/β₂)
 
         def one_step(carry: Any, x: dict[str, Any]) -> tuple[Any, PyTree, PyTree]:
             state, max_abs, last_seen, anchor = carry
@@ -336,7 +336,7 @@ def make_cell_fns(config: Config, plan: Schedule) -> CellFns:
             # step in the block, or the block's start): counted when ε is negligible at
             # its end, sqrt(v̂) >= CLEAN_FACTOR·ε (v̂ only falls in a silence, so ε was
             # negligible throughout).
-            v_floor = (CLEAN_FACTOR * eps) ** 2 * _rules.bias_correction(n * log_decay_v)
+            v_floor = (CLEAN_FACTOR * eps) ** 2 * rules.bias_correction(n * log_decay_v)
             qualify = tree_map(
                 lambda s, v, a, a0: (
                     (s >= 1) & (v >= v_floor) & (a > 0) & (a0 > 0) & jnp.isfinite(a)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _io, stability
+from .. import fileio, stability
 
 #: A theory-unstable cell is decidable when its `predicted_peak` reaches this many times the
 #: threshold; below, it lies in the band. The peak is a value the run really passes through
@@ -200,7 +200,7 @@ class PhaseDiagram:
         """The JSON sidecar: every parameter, the seed, the version and the `summary` (no run
         time, so rewriting the same sweep leaves it unchanged)."""
         parameters = dict(self.parameters)
-        return _io.sidecar(parameters, parameters.get("seed"), summary=self.summary())
+        return fileio.sidecar(parameters, parameters.get("seed"), summary=self.summary())
 
     def save(self, directory: str | Path, name: str = "phase_diagram") -> Path:
         """Write ``<name>.npz`` (arrays; load with ``allow_pickle=False``) and ``<name>.json``
@@ -210,8 +210,8 @@ class PhaseDiagram:
         if self.trace is not None and self.trace_steps is not None:
             arrays["trace"] = self.trace
             arrays["trace_steps"] = self.trace_steps
-        path = _io.atomic_save_npz(directory / f"{name}.npz", **arrays)
-        _io.atomic_write_json(directory / f"{name}.json", self.metadata())
+        path = fileio.atomic_save_npz(directory / f"{name}.npz", **arrays)
+        fileio.atomic_write_json(directory / f"{name}.json", self.metadata())
         return path
 
 

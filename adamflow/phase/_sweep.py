@@ -12,8 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._validate import check_bool, check_choice, check_grid, check_int, check_positive
 from ..problems import Problem
+from ..validation import check_bool, check_choice, check_grid, check_int, check_positive
 from . import _distributed
 from ._checkpoint import (
     SweepInterrupted,

@@ -2,7 +2,7 @@ r"""The symbolic layer: sympy derives the flows, the bounded-update condition an
 flow from the discrete optimizers; the ``theory/`` pages are written from it.
 
 Nothing is copied in as a literal formula: the discrete recurrences are built by calling the
-same `adamflow._rules` functions the numerical code calls, with a sympy namespace
+same `adamflow.rules` functions the numerical code calls, with a sympy namespace
 (`SYMPY_OPS`), and every result is obtained from them by a sympy operation (``rsolve``,
 ``dsolve``, ``solve``, ``summation``, ``limit``, ``integrate``, order-by-order matching in
 the learning rate). Each derivation is a `Derivation`: the steps, each with its equations,

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import sympy as sp
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, lhs_eq
 from ._symbols import B1, SYMPY_OPS, expr, plain, pos, real
 
@@ -49,14 +49,14 @@ def _match_moment() -> _MomentMatch:
     b1_of_ell = sp.exp(-ell)
 
     def match(read_at: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-        discrete = m + _rules.ema_increment(m, drive.subs(sigma, read_at), 1 - b1_of_ell)
+        discrete = m + rules.ema_increment(m, drive.subs(sigma, read_at), 1 - b1_of_ell)
         residual = sp.expand(flow_map - discrete)
         if residual.coeff(eta, 0) != 0:
             raise RuntimeError(f"zeroth order does not match: {residual.coeff(eta, 0)}")
         order1 = expr(sp.factor(residual.coeff(eta, 1)))
         d_value = expr(sp.solve(order1, d)[0])
         order2 = expr(sp.factor(sp.simplify(residual.coeff(eta, 2).subs(d, d_value))))
-        lag = sp.simplify(eta * d_value.subs(ell, _rules.decay_per_step(b1, SYMPY_OPS)))
+        lag = sp.simplify(eta * d_value.subs(ell, rules.decay_per_step(b1, SYMPY_OPS)))
         return order1, lag, order2
 
     order1_start, lag_start, rest_start = match(sp.Integer(0))
@@ -84,16 +84,14 @@ def _match_parameters() -> _ParameterMatch:
     c1, c2, c3 = sp.symbols("c_1:4", real=True)
     u_t = sp.Function("u")(t)
     u_dot = sp.diff(u_t, t)
-    field = _rules.parameter_velocity(u_t, moving, lam) + eta * (
-        c1 * u_dot + c2 * u_t + c3 * moving
-    )
+    field = rules.parameter_velocity(u_t, moving, lam) + eta * (c1 * u_dot + c2 * u_t + c3 * moving)
     # Flow map to O(eta^3): theta + eta F + eta^2/2 dF/dt, with dF/dt = dF/dt + dF/dtheta F.
     total_dt = sp.diff(field, t) + sp.diff(field, moving) * field
     flow_map = (moving + eta * field + eta**2 / 2 * total_dt).subs(moving, theta)
     u_end = sp.Add(
         *(sp.diff(u_t, t, order) * eta**order / sp.factorial(order) for order in range(3))
     )
-    discrete = theta + eta * _rules.parameter_velocity(u_end, theta, lam)
+    discrete = theta + eta * rules.parameter_velocity(u_end, theta, lam)
     residual = sp.expand(flow_map - discrete)
     if residual.coeff(eta, 1) != 0:
         raise RuntimeError("first order of the parameter map does not match")
@@ -106,7 +104,7 @@ def _match_parameters() -> _ParameterMatch:
     solutions = sp.solve(equations, [c1, c2, c3], dict=True)
     assert isinstance(solutions, list) and solutions, "a linear system with a unique solution"
     coefficients: dict[sp.Symbol, sp.Expr] = solutions[0]
-    leading = _rules.parameter_velocity(u, theta, lam)
+    leading = rules.parameter_velocity(u, theta, lam)
     velocity = sp.expand((leading + eta * (c1 * udot + c2 * u + c3 * theta)).subs(coefficients))
     return _ParameterMatch(field.subs(moving, theta), order2, coefficients, velocity, leading)
 
@@ -153,7 +151,7 @@ def corrected_flow() -> Derivation:
         ),
         Step(
             "Level 1 reads its drive at the start of the step ($g_n = g(\\theta_{n-1})$): "
-            "$m_n = m + (1-\\beta_1)(x(t) - m)$ (`_rules.ema_increment`). The $O(\\eta^0)$ "
+            "$m_n = m + (1-\\beta_1)(x(t) - m)$ (`rules.ema_increment`). The $O(\\eta^0)$ "
             "terms agree; the $O(\\eta)$ coefficient of the difference must vanish:",
             (lhs_eq("[\\eta^1]", mm.order1_start), eq(delta, mm.lag_start)),
         ),
@@ -200,7 +198,7 @@ def corrected_flow() -> Derivation:
         Step(
             "Parameters: the discrete step applies the update of the end of the step, "
             "$\\theta_n = \\theta + \\eta\\,v(u(t+\\eta), \\theta)$ "
-            "(`_rules.parameter_velocity`). The flow map of $\\dot\\theta = F$ is "
+            "(`rules.parameter_velocity`). The flow map of $\\dot\\theta = F$ is "
             "$\\theta + \\eta F + (\\eta^2/2)\\,dF/dt + O(\\eta^3)$. With the ansatz $F$ below, "
             "the $O(\\eta)$ terms agree and the $O(\\eta^2)$ mismatch must vanish for all "
             "$u, \\dot u, \\theta$:",

@@ -1,6 +1,6 @@
 r"""The edge-of-stability threshold of Adam, AdamW and k-Adam (theory/eos.md §2, §3).
 
-`eos` linearizes the discrete step, built from the same `adamflow._rules` functions the
+`eos` linearizes the discrete step, built from the same `adamflow.rules` functions the
 numerical code runs, on the quadratic :math:`L = \tfrac12 h\theta^2` with every level's
 preconditioner :math:`P_i = \sqrt{\hat v_i} + \varepsilon` frozen and the bias correction at
 its late-time limit 1. The step is then linear in :math:`(\theta, m_1, \dots, m_k)`; its
@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, lhs_eq
 from ._symbols import SYMPY_OPS, Rule, check_k, expr, level_names, plain, pos, real
 
@@ -103,19 +103,19 @@ def eos(k: int = 1) -> Derivation:
     loss = h * theta**2 / 2
     gradient = sp.diff(loss, theta)
     # Late-time bias correction: 1 - b1^n with b1 = e^{-r}, r = ln(1/b1) > 0 as b1 < 1.
-    late = sp.limit(_rules.bias_correction(n * rate, SYMPY_OPS), n, sp.oo)
+    late = sp.limit(rules.bias_correction(n * rate, SYMPY_OPS), n, sp.oo)
     if late != 1:
         raise RuntimeError(f"the bias correction tends to {late}, not 1")
     drive: sp.Expr = gradient
     new_ms = []
     for m, b1, p in zip(ms, b1s, ps, strict=True):
-        m_new = m + _rules.ema_increment(m, drive, 1 - b1)
+        m_new = m + rules.ema_increment(m, drive, 1 - b1)
         # Frozen preconditioner: v̂ = w² fixed, so sqrt(v̂) + ε = w + ε = P.
         w, eps = pos("w"), pos("epsilon")
-        update = _rules.normalized_update(m_new / late, w**2, eps, SYMPY_OPS)
+        update = rules.normalized_update(m_new / late, w**2, eps, SYMPY_OPS)
         drive = expr(update).subs(w, p - eps)
         new_ms.append(m_new)
-    theta_new = theta + eta * _rules.parameter_velocity(drive, theta, lam)
+    theta_new = theta + eta * rules.parameter_velocity(drive, theta, lam)
     state = sp.Matrix([theta, *ms])
     step_map = sp.Matrix([theta_new, *new_ms])
     matrix = step_map.jacobian(state)
@@ -141,10 +141,10 @@ def eos(k: int = 1) -> Derivation:
     steps: list[Step] = [
         Step(
             "On $L = \\tfrac12 h\\theta^2$ the gradient is $h\\theta$. Each level's moment "
-            "follows `_rules.ema_increment`, its bias correction `_rules.bias_correction` "
-            "at $n \\to \\infty$ (a `limit`: 1), and its update `_rules.normalized_update` "
+            "follows `rules.ema_increment`, its bias correction `rules.bias_correction` "
+            "at $n \\to \\infty$ (a `limit`: 1), and its update `rules.normalized_update` "
             "with $\\hat v$ frozen, so that $\\sqrt{\\hat v} + \\varepsilon = P$; the "
-            "parameters move by `_rules.parameter_velocity`. The step is linear:",
+            "parameters move by `rules.parameter_velocity`. The step is linear:",
             (
                 eq(sp.Symbol("theta_n"), theta_new),
                 *(

@@ -1,4 +1,4 @@
-r"""The discrete step and the leading-order flow of the k-level cascade, built from `_rules`.
+r"""The discrete step and the leading-order flow of the k-level cascade, built from `rules`.
 
 `discrete_map` (theory/adam.md §3, theory/adamw.md §1, theory/kadam.md §1), `leading_flow`
 (theory/adam.md §4, theory/adamw.md §2, theory/kadam.md §2), `decoupled_decay`
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import sympy as sp
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, latex
 from ._rates import moment_rates
 from ._symbols import B1, B2, SYMPY_OPS, check_k, expr, level_names, plain, pos, real
@@ -53,7 +53,7 @@ def _update_symbol(k: int, i: int) -> sp.Symbol:
 
 @functools.cache
 def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
-    r"""The one-step map of the k-level cascade (theory/adam.md §3), built from `_rules`.
+    r"""The one-step map of the k-level cascade (theory/adam.md §3), built from `rules`.
 
     With :math:`u^{(0)}_n = g`:
     :math:`m^{(i)}_n = m^{(i)} + (1-\beta_{1,i})(u^{(i-1)}_n - m^{(i)})`,
@@ -72,17 +72,17 @@ def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
     results: dict[str, Any] = {}
     steps = []
     for i, lv in enumerate(levels, start=1):
-        m_new = lv.m + _rules.ema_increment(lv.m, drive, 1 - lv.b1)
-        v_new = lv.v + _rules.ema_increment(lv.v, drive**2, 1 - lv.b2)
-        bc_m = _rules.bias_correction(n * _rules.decay_per_step(lv.b1, SYMPY_OPS), SYMPY_OPS)
-        bc_v = _rules.bias_correction(n * _rules.decay_per_step(lv.b2, SYMPY_OPS), SYMPY_OPS)
-        update = expr(_rules.normalized_update(m_new / bc_m, v_new / bc_v, eps, SYMPY_OPS))
+        m_new = lv.m + rules.ema_increment(lv.m, drive, 1 - lv.b1)
+        v_new = lv.v + rules.ema_increment(lv.v, drive**2, 1 - lv.b2)
+        bc_m = rules.bias_correction(n * rules.decay_per_step(lv.b1, SYMPY_OPS), SYMPY_OPS)
+        bc_v = rules.bias_correction(n * rules.decay_per_step(lv.b2, SYMPY_OPS), SYMPY_OPS)
+        update = expr(rules.normalized_update(m_new / bc_m, v_new / bc_v, eps, SYMPY_OPS))
         x_sym, u_sym = _update_symbol(k, i - 1), _update_symbol(k, i)
-        shown_m = lv.m + _rules.ema_increment(lv.m, x_sym, 1 - lv.b1)
-        shown_v = lv.v + _rules.ema_increment(lv.v, x_sym**2, 1 - lv.b2)
+        shown_m = lv.m + rules.ema_increment(lv.m, x_sym, 1 - lv.b1)
+        shown_v = lv.v + rules.ema_increment(lv.v, x_sym**2, 1 - lv.b2)
         level_mark = "" if k == 1 else f"^({i})"
         mn, vn = sp.Symbol(f"m{level_mark}_n"), sp.Symbol(f"v{level_mark}_n")
-        shown_u = _rules.normalized_update(
+        shown_u = rules.normalized_update(
             mn / bc_m.rewrite(sp.Pow),
             vn / bc_v.rewrite(sp.Pow),
             eps,
@@ -91,8 +91,8 @@ def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
         level = "The moments" if k == 1 else f"Level {i}: the moments"
         steps.append(
             Step(
-                f"{level} are updated by `_rules.ema_increment`, bias-corrected by "
-                "`_rules.bias_correction` and normalised by `_rules.normalized_update` "
+                f"{level} are updated by `rules.ema_increment`, bias-corrected by "
+                "`rules.bias_correction` and normalised by `rules.normalized_update` "
                 f"(drive ${latex(x_sym)}$, step $n$):",
                 (
                     (eq(mn, shown_m), eq(vn, shown_v)),
@@ -102,13 +102,13 @@ def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
         )
         results[f"m_{i}"], results[f"v_{i}"], results[f"u_{i}"] = m_new, v_new, update
         drive = update
-    theta_new = theta + eta * _rules.parameter_velocity(drive, theta, lam)
+    theta_new = theta + eta * rules.parameter_velocity(drive, theta, lam)
     u_top = sp.Symbol(f"{_update_symbol(k, k).name}_n")
     steps.append(
         Step(
-            "The parameters move by the learning rate times `_rules.parameter_velocity`"
+            "The parameters move by the learning rate times `rules.parameter_velocity`"
             + (" (decoupled weight decay $\\lambda$):" if weight_decay else " ($\\lambda = 0$):"),
-            (eq(sp.Symbol("theta_n"), theta + eta * _rules.parameter_velocity(u_top, theta, lam)),),
+            (eq(sp.Symbol("theta_n"), theta + eta * rules.parameter_velocity(u_top, theta, lam)),),
         )
     )
     results["theta"] = theta_new
@@ -178,7 +178,7 @@ def _discrete_step_function(k: int) -> Callable[..., DiscreteStep]:
 @functools.cache
 def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
     r"""The leading-order flow of the k-level cascade (theory/adam.md §4), built from
-    `_rules`: :math:`\dot m_i = a_i(u^{(i-1)} - m_i)`, :math:`\dot v_i = b_i((u^{(i-1)})^2 -
+    `rules`: :math:`\dot m_i = a_i(u^{(i-1)} - m_i)`, :math:`\dot v_i = b_i((u^{(i-1)})^2 -
     v_i)`, :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i}+\varepsilon)`,
     :math:`\hat m_i = m_i/(1-e^{-a_i t})`, :math:`\dot\theta = -(u^{(k)} + \lambda\theta)`.
     Results: ``theta``, ``m_i``, ``v_i`` (time derivatives) and ``u_i``."""
@@ -192,11 +192,11 @@ def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
         Step(
             "The parameter step $\\theta_n = \\theta_{n-1} + \\eta\\,v(u_n, \\theta_{n-1})$ "
             "with $t = n\\eta$ is the Euler step of $\\dot\\theta = v(u, \\theta)$ "
-            "(`_rules.parameter_velocity`); the parameters move on the slow scale $O(1)$:",
+            "(`rules.parameter_velocity`); the parameters move on the slow scale $O(1)$:",
             (
                 eq(
                     sp.Symbol("thetadot"),
-                    _rules.parameter_velocity(_update_symbol(k, k), theta, lam),
+                    rules.parameter_velocity(_update_symbol(k, k), theta, lam),
                 ),
             ),
         )
@@ -204,16 +204,16 @@ def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
     drive: sp.Expr = g
     results: dict[str, Any] = {}
     for i, lv in enumerate(levels, start=1):
-        dm = _rules.ema_increment(lv.m, drive, lv.a)
-        dv = _rules.ema_increment(lv.v, drive**2, lv.b)
-        mhat = lv.m / _rules.bias_correction(lv.a * t, SYMPY_OPS)
-        vhat = lv.v / _rules.bias_correction(lv.b * t, SYMPY_OPS)
-        update = expr(_rules.normalized_update(mhat, vhat, eps, SYMPY_OPS))
+        dm = rules.ema_increment(lv.m, drive, lv.a)
+        dv = rules.ema_increment(lv.v, drive**2, lv.b)
+        mhat = lv.m / rules.bias_correction(lv.a * t, SYMPY_OPS)
+        vhat = lv.v / rules.bias_correction(lv.b * t, SYMPY_OPS)
+        update = expr(rules.normalized_update(mhat, vhat, eps, SYMPY_OPS))
         x_sym, u_sym = _update_symbol(k, i - 1), _update_symbol(k, i)
         suffix = "" if k == 1 else f"_{i}"
         shown = (
-            eq(sp.Symbol(f"mdot{suffix}"), _rules.ema_increment(lv.m, x_sym, lv.a)),
-            eq(sp.Symbol(f"vdot{suffix}"), _rules.ema_increment(lv.v, x_sym**2, lv.b)),
+            eq(sp.Symbol(f"mdot{suffix}"), rules.ema_increment(lv.m, x_sym, lv.a)),
+            eq(sp.Symbol(f"vdot{suffix}"), rules.ema_increment(lv.v, x_sym**2, lv.b)),
         )
         rate_m = rates["a_exact"].subs(sp.Symbol(B1), sp.Symbol(lv.b1.name))
         rate_v = rates["b_exact"].subs(sp.Symbol(B2), sp.Symbol(lv.b2.name))
@@ -229,14 +229,14 @@ def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
         )
         steps.append(
             Step(
-                "The update divides the bias-corrected moments (`_rules.bias_correction` with "
-                "exponent $a t$, `_rules.normalized_update`):",
+                "The update divides the bias-corrected moments (`rules.bias_correction` with "
+                "exponent $a t$, `rules.normalized_update`):",
                 (eq(u_sym, update),),
             )
         )
         results[f"m_{i}"], results[f"v_{i}"], results[f"u_{i}"] = dm, dv, update
         drive = update
-    results["theta"] = _rules.parameter_velocity(drive, theta, lam)
+    results["theta"] = rules.parameter_velocity(drive, theta, lam)
     name = {1: "AdamW" if weight_decay else "Adam"}.get(k, f"{k}-Adam")
     return Derivation(
         f"leading_flow_k{k}{'_wd' if weight_decay else ''}",
@@ -307,7 +307,7 @@ def decoupled_decay() -> Derivation:
     (theory/adamw.md §3)."""
     eta, lam, rho = pos("eta"), pos("lambda"), real("rho")
     theta = real("theta")
-    step_without_update = theta + eta * _rules.parameter_velocity(0, theta, lam)
+    step_without_update = theta + eta * rules.parameter_velocity(0, theta, lam)
     factor = sp.factor(step_without_update / theta)
     rate = sp.solve(sp.Eq(sp.exp(-rho * eta), factor), rho)[0]
     series = sp.series(rate, eta, 0, 2)

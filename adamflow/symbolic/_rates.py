@@ -2,7 +2,7 @@ r"""From the discrete moments to continuous ones (theory/adam.md §1, §2, §5, 
 
 The moment rates (`moment_rates`, `moment_rate`), the bias correction (`bias_correction`),
 the bias-corrected form of a moment's equation (`bias_corrected_form`) and its memory-kernel
-form (`memory_kernel`), each derived by sympy from the `adamflow._rules` formulas.
+form (`memory_kernel`), each derived by sympy from the `adamflow.rules` formulas.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 
 import sympy as sp
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, iff
 from ._symbols import B1, B2, SYMPY_OPS, expr, plain, pos, real
 
@@ -27,10 +27,10 @@ def moment_rates() -> Derivation:
     t = sp.Symbol("t", nonnegative=True)
     m_seq, m_fun = sp.Function("m"), sp.Function("m")
     # Discrete EMA from the shared rule, constant drive g, m_0 = 0.
-    discrete = m_seq(n - 1) + _rules.ema_increment(m_seq(n - 1), g, 1 - b1)
+    discrete = m_seq(n - 1) + rules.ema_increment(m_seq(n - 1), g, 1 - b1)
     m_n = sp.rsolve(m_seq(n) - discrete, m_seq(n), {m_seq(0): 0})
     # Continuous relaxation with rate a, m(0) = 0.
-    ode = eq(m_fun(t).diff(t), _rules.ema_increment(m_fun(t), g, a_real))
+    ode = eq(m_fun(t).diff(t), rules.ema_increment(m_fun(t), g, a_real))
     solution = sp.dsolve(ode, m_fun(t), ics={m_fun(0): 0})
     assert isinstance(solution, sp.Equality), "one first-order ODE has one solution"
     m_t = sp.expand(solution.rhs)
@@ -43,23 +43,23 @@ def moment_rates() -> Derivation:
     a_exact = expr(exact[0])
     if sp.simplify(at_grid.subs(a_real, a_exact) - m_n) != 0:
         raise RuntimeError("the exact rate does not reproduce the discrete moment")
-    if sp.simplify(a_exact - _rules.decay_per_step(b1, SYMPY_OPS) / eta) != 0:
-        raise RuntimeError("exact rate disagrees with _rules.decay_per_step")
+    if sp.simplify(a_exact - rules.decay_per_step(b1, SYMPY_OPS) / eta) != 0:
+        raise RuntimeError("exact rate disagrees with rules.decay_per_step")
     first_order = sp.series(decay_per_step, eta, 0, 2).removeO()
     a_euler = expr(sp.solve(sp.Eq(first_order, b1), a_real)[0])
-    log_series = sp.series(_rules.decay_per_step(b1, SYMPY_OPS), b1, 1, 3)
+    log_series = sp.series(rules.decay_per_step(b1, SYMPY_OPS), b1, 1, 3)
     # The paper's (backward) rate: m_{n-1} = m(t - eta) ~ m - eta*mdot in the EMA with
     # m_n = m(t), solved for mdot = a (g - m).
     m, mdot = real("m"), real("mdot")
     backward = eq(m, b1 * (m - eta * mdot) + (1 - b1) * g)
     mdot_backward = expr(sp.solve(backward, mdot)[0])
     a_paper = expr(sp.factor(sp.cancel(mdot_backward / (g - m))))
-    if sp.simplify(mdot_backward - _rules.ema_increment(m, g, a_paper)) != 0:
+    if sp.simplify(mdot_backward - rules.ema_increment(m, g, a_paper)) != 0:
         raise RuntimeError("the backward expansion is not a relaxation towards g")
     b_exact, b_euler, b_paper = a_exact.subs(b1, b2), a_euler.subs(b1, b2), a_paper.subs(b1, b2)
     steps = (
         Step(
-            "The discrete moment is an exponential moving average (`_rules.ema_increment`). "
+            "The discrete moment is an exponential moving average (`rules.ema_increment`). "
             "With a constant drive $g$ and $m_0 = 0$, `sympy.rsolve` gives:",
             (eq(m_seq(n), discrete), eq(m_seq(n), m_n)),
         ),
@@ -86,7 +86,7 @@ def moment_rates() -> Derivation:
         ),
         Step(
             "The two conventions agree to first order in $1-\\beta_1$; the exact rate is larger:",
-            (eq(_rules.decay_per_step(b1, SYMPY_OPS), log_series),),
+            (eq(rules.decay_per_step(b1, SYMPY_OPS), log_series),),
         ),
         Step(
             "The paper's convention (its reconstructed rates) expands the previous moment "
@@ -129,9 +129,9 @@ def bias_correction() -> Derivation:
     b1, eta, a, g = pos(B1), pos("eta"), pos("a"), real("g")
     n = sp.Symbol("n", integer=True, nonnegative=True)
     t = sp.Symbol("t", nonnegative=True)
-    discrete = _rules.bias_correction(n * _rules.decay_per_step(b1, SYMPY_OPS), SYMPY_OPS)
+    discrete = rules.bias_correction(n * rules.decay_per_step(b1, SYMPY_OPS), SYMPY_OPS)
     discrete_power = discrete.rewrite(sp.Pow)
-    continuous = _rules.bias_correction(a * t, SYMPY_OPS)
+    continuous = rules.bias_correction(a * t, SYMPY_OPS)
     a_exact = moment_rates().results["a_exact"].subs({sp.Symbol(B1): b1, sp.Symbol("eta"): eta})
     at_grid = sp.simplify(continuous.subs({a: a_exact, t: n * eta}))
     if sp.simplify(at_grid - discrete) != 0:
@@ -144,7 +144,7 @@ def bias_correction() -> Derivation:
     mhat, m = sp.Symbol("mhat"), sp.Symbol("m")
     steps = (
         Step(
-            "The rule `_rules.bias_correction(x) = -expm1(-x)` with the discrete exponent "
+            "The rule `rules.bias_correction(x) = -expm1(-x)` with the discrete exponent "
             "$x = n\\ln(1/\\beta_1)$ is the familiar $1-\\beta_1^n$; the constant-drive "
             "solution $m_n = g(1-\\beta_1^n)$ makes $\\hat m_n = m_n/(1-\\beta_1^n) = g$ "
             "unbiased:",
@@ -181,10 +181,10 @@ def bias_corrected_form() -> Derivation:
     a, t = pos("a"), pos("t")
     x, mhat = real("x"), real("mhat")
     m = sp.Function("m")(t)
-    divisor = _rules.bias_correction(a * t, SYMPY_OPS)
+    divisor = rules.bias_correction(a * t, SYMPY_OPS)
     mhat_of_m = m / divisor
     dmhat = sp.diff(mhat_of_m, t)
-    dm = _rules.ema_increment(m, x, a)
+    dm = rules.ema_increment(m, x, a)
     substituted = dmhat.subs(sp.Derivative(m, t), dm).subs(m, mhat * divisor)
     field_mhat = sp.factor(sp.simplify(substituted))
     target_shape = sp.Symbol("a") / divisor * (x - mhat)
@@ -196,7 +196,7 @@ def bias_corrected_form() -> Derivation:
             (eq(sp.Symbol("mhatdot"), dmhat),),
         ),
         Step(
-            "Substitute $\\dot m = a(x - m)$ (`_rules.ema_increment`, drive $x$) and "
+            "Substitute $\\dot m = a(x - m)$ (`rules.ema_increment`, drive $x$) and "
             "$m = \\hat m\\,(1-e^{-at})$, then simplify:",
             (eq(sp.Symbol("mhatdot"), field_mhat),),
         ),
@@ -222,7 +222,7 @@ def memory_kernel() -> Derivation:
     g = sp.Function("g")
     kernel_form = sp.Integral(a * sp.exp(-a * (t - s)) * g(s), (s, 0, t))
     derivative = sp.diff(kernel_form, t)
-    residual = sp.simplify(derivative - _rules.ema_increment(kernel_form, g(t), a))
+    residual = sp.simplify(derivative - rules.ema_increment(kernel_form, g(t), a))
     if residual != 0:
         raise RuntimeError(f"memory-kernel form does not solve the moment ODE: {residual}")
     steps = (

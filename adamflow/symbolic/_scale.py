@@ -1,6 +1,6 @@
 r"""Scale invariance and the meta-adaptive effect of normalization (theory/kadam.md §4).
 
-`scale_invariance` derives, from :math:`L(c\theta) = L(\theta)` and the `adamflow._rules`
+`scale_invariance` derives, from :math:`L(c\theta) = L(\theta)` and the `adamflow.rules`
 step, that :math:`\theta\cdot g = 0` and :math:`g(c\theta) = g(\theta)/c`, that Adam's update
 ignores the scale of the gradient, the exact step of :math:`|\theta|^2`, its first-order
 flow, the equilibrium :math:`|\theta|^2 = \eta\,E|u|^2/(2\lambda)` and the angular step
@@ -14,7 +14,7 @@ import functools
 
 import sympy as sp
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, lhs_eq
 from ._symbols import SYMPY_OPS, Rule, expr, plain, pos, real
 
@@ -49,13 +49,13 @@ def scale_invariance() -> Derivation:
         raise RuntimeError("scale invariance: theta . g = 0 or g(c theta) = g(theta)/c fails")
     # Adam's update does not see the scale of g: m scales by c, v by c^2 (epsilon = 0).
     mhat, vhat = real("mhat"), pos("vhat")
-    update = _rules.normalized_update(mhat, vhat, 0, SYMPY_OPS)
-    rescaled = _rules.normalized_update(c * mhat, c**2 * vhat, 0, SYMPY_OPS)
+    update = rules.normalized_update(mhat, vhat, 0, SYMPY_OPS)
+    rescaled = rules.normalized_update(c * mhat, c**2 * vhat, 0, SYMPY_OPS)
     if sp.simplify(rescaled - update) != 0:
         raise RuntimeError("Adam's update is not invariant to a rescaling of the gradient")
-    # The step theta_n = A theta + B u (from _rules), so |theta_n|^2 by bilinearity.
+    # The step theta_n = A theta + B u (from rules), so |theta_n|^2 by bilinearity.
     theta, u = real("theta"), real("u")
-    step = sp.expand(theta + eta * _rules.parameter_velocity(u, theta, lam))
+    step = sp.expand(theta + eta * rules.parameter_velocity(u, theta, lam))
     factor_theta, factor_u = step.coeff(theta), step.coeff(u)
     if sp.expand(step - factor_theta * theta - factor_u * u) != 0:
         raise RuntimeError("the parameter step is not linear in (theta, u)")
@@ -99,11 +99,11 @@ def scale_invariance() -> Derivation:
         ),
         Step(
             "Adam's update does not see the scale of the gradient: $m$ scales by $c$ and $v$ "
-            "by $c^2$ (`_rules.normalized_update`, $\\varepsilon = 0$):",
+            "by $c^2$ (`rules.normalized_update`, $\\varepsilon = 0$):",
             (lhs_eq("u(c\\,g)", rescaled), lhs_eq("u(g)", update)),
         ),
         Step(
-            "The parameter step (`_rules.parameter_velocity`) is "
+            "The parameter step (`rules.parameter_velocity`) is "
             "$\\theta_n = A\\theta + Bu_n$; by bilinearity its squared norm, with "
             "$N = |\\theta|^2$, $P = \\theta\\cdot u$, $U = |u|^2$, is exactly:",
             (

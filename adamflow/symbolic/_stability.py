@@ -14,7 +14,7 @@ import functools
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from .. import _rules
+from .. import rules
 from ._derivation import Derivation, Step, eq, iff, latex, lhs_eq
 from ._rates import moment_rate
 from ._symbols import (
@@ -55,8 +55,8 @@ def stability() -> Derivation:
     inputs = sp.symbols("g_1:4", real=True)
     m_n, v_n = sp.Integer(0), sp.Integer(0)
     for x in inputs:
-        m_n = m_n + _rules.ema_increment(m_n, x, 1 - b1)
-        v_n = v_n + _rules.ema_increment(v_n, x**2, 1 - b2)
+        m_n = m_n + rules.ema_increment(m_n, x, 1 - b1)
+        v_n = v_n + rules.ema_increment(v_n, x**2, 1 - b2)
     w = (1 - b1) * b1**j
     c = (1 - b2) * b2**j
     unrolled_m = sp.Add(*(w.subs(j, jj) * inputs[2 - jj] for jj in range(3)))
@@ -339,19 +339,19 @@ def amplification() -> Derivation:
     # Gradient off from step 0, moments in equilibrium m = G, v = G^2 (bias correction ~ 1).
     m_n = expr(
         sp.rsolve(
-            m_seq(k) - (m_seq(k - 1) + _rules.ema_increment(m_seq(k - 1), 0, 1 - b1)),
+            m_seq(k) - (m_seq(k - 1) + rules.ema_increment(m_seq(k - 1), 0, 1 - b1)),
             m_seq(k),
             {m_seq(0): G},
         )
     )
     v_n = expr(
         sp.rsolve(
-            v_seq(k) - (v_seq(k - 1) + _rules.ema_increment(v_seq(k - 1), 0, 1 - b2)),
+            v_seq(k) - (v_seq(k - 1) + rules.ema_increment(v_seq(k - 1), 0, 1 - b2)),
             v_seq(k),
             {v_seq(0): G**2},
         )
     )
-    update = _rules.normalized_update(m_n, v_n, eps, SYMPY_OPS).subs(k, nu)
+    update = rules.normalized_update(m_n, v_n, eps, SYMPY_OPS).subs(k, nu)
     update = sp.powdenest(update, force=True)
     # Leading order: growth stops when sqrt(v) reaches eps; there u ~ m / eps.
     n_cap = sp.solve(sp.Eq(sp.sqrt(v_n.subs(k, nu)), eps), nu)[0]

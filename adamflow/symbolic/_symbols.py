@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 import sympy as sp
 
-#: The `adamflow._rules` array namespace for symbols: ``expm1(x) = e^x - 1``; ``v >= 0`` is
+#: The `adamflow.rules` array namespace for symbols: ``expm1(x) = e^x - 1``; ``v >= 0`` is
 #: known for the symbolic second moment, so ``clip_nonneg`` is the identity.
 SYMPY_OPS = SimpleNamespace(
     sqrt=sp.sqrt,

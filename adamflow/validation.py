@@ -9,6 +9,18 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "check_real",
+    "check_positive",
+    "check_unit_interval",
+    "check_array",
+    "check_levels",
+    "check_grid",
+    "check_int",
+    "check_choice",
+    "check_bool",
+]
+
 #: Python, NumPy and 0-d JAX/NumPy array scalars are all accepted as reals.
 _REAL_TYPES = (int, float, np.integer, np.floating)
 

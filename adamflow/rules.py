@@ -15,6 +15,17 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "JAX_OPS",
+    "NUMPY_OPS",
+    "ema_increment",
+    "bias_correction",
+    "normalized_update",
+    "parameter_velocity",
+    "decay_per_step",
+    "moment_rate",
+]
+
 #: The array namespace used for numbers. A namespace needs ``sqrt``, ``expm1``, ``log``,
 #: ``clip_nonneg`` (max(x, 0); the identity for symbols, where v >= 0 is known), and for
 #: the flows ``where``, ``isfinite`` and ``zeros_like``.

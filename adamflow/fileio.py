@@ -1,4 +1,5 @@
-"""Atomic, pickle-free writing of figures, data and their JSON sidecars."""
+"""Atomic, pickle-free writing of figures, data and their JSON sidecars (public: the
+experiments and scripts write their results with it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save_npz",
+    "sidecar",
+    "save_figure",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
