@@ -5,6 +5,8 @@ continuous-time flow (`integrate`) and the symbolic layer (`adamflow.symbolic`, 
 on demand so that ``import adamflow`` does not load sympy).
 """
 
+from importlib import metadata as _metadata
+
 from . import phase as phase
 from . import problems as problems
 from . import stability as stability
@@ -31,13 +33,54 @@ from ._sharpness import adam_preconditioner as adam_preconditioner
 from ._sharpness import eos_threshold as eos_threshold
 from ._sharpness import preconditioned_sharpness as preconditioned_sharpness
 from ._trajectory import IntegrationError as IntegrationError
+from ._trajectory import PyTree as PyTree
 from ._trajectory import TrainingState as TrainingState
 from ._trajectory import Trajectory as Trajectory
 from .phase import PhaseDiagram as PhaseDiagram
 from .phase import load_phase_diagram as load_phase_diagram
 from .phase import phase_diagram as phase_diagram
 
-__version__ = "0.1.0"
+__all__ = [
+    "Adam",
+    "adam_preconditioner",
+    "AdamW",
+    "as_optax",
+    "cascade_step",
+    "CascadeState",
+    "compare",
+    "compare_orders",
+    "Comparison",
+    "convergence_order",
+    "eos_threshold",
+    "fit_order",
+    "init_state",
+    "integrate",
+    "IntegrationError",
+    "KAdam",
+    "load_phase_diagram",
+    "OrderFit",
+    "parameter_step",
+    "phase",
+    "phase_diagram",
+    "PhaseDiagram",
+    "PrecisionWarning",
+    "preconditioned_sharpness",
+    "problems",
+    "PyTree",
+    "run_discrete",
+    "Sharpness",
+    "stability",
+    "stack_specs",
+    "symbolic",
+    "TrainingState",
+    "Trajectory",
+]
+
+
+try:  # the installed distribution's version (pyproject.toml), read once at import
+    __version__: str = _metadata.version("adamflow")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> object:

@@ -164,3 +164,18 @@ def test_experiments_and_plotting_use_the_public_api_only():
     users += list((ROOT / "scripts").glob("*.py"))
     offenders = {p.name: found for p in users if (found := _private_library_imports(p))}
     assert not offenders, offenders
+
+
+def test_every_public_module_declares_its_public_names():
+    import importlib
+
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        if any(part.startswith("_") and part != "__init__" for part in name.split(".")):
+            continue  # private modules (and everything under them)
+        if name.startswith(("adamflow.experiments.", "adamflow.plotting.")):
+            continue  # the experiments' and drawings' own modules are not the library's API
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list), f"{name} has no __all__"
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, (name, missing)

@@ -19,3 +19,9 @@ Modules (imported on demand):
 from .figures import FIGURES as FIGURES
 from .figures import FigureData as FigureData
 from .figures import make_figure as make_figure
+
+__all__ = [
+    "FigureData",
+    "FIGURES",
+    "make_figure",
+]

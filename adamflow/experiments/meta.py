@@ -30,11 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import KAdam, cascade_step, init_state, parameter_step
+from .. import KAdam, PyTree, cascade_step, init_state, parameter_step
 from ..rules import bias_correction, decay_per_step, normalized_update
 from ..validation import check_int
 
-PyTree = Any
 tree_map = jax.tree_util.tree_map
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from .. import AdamW, KAdam, cascade_step, init_state, parameter_step, stability
+from .. import AdamW, KAdam, PyTree, cascade_step, init_state, parameter_step, stability
 from ..validation import check_int
 from .figures import FigureData
 from .paper_training import (
@@ -39,8 +39,6 @@ from .paper_training import (
 )
 from .scale_invariant import ScaleInvariantProblem, normalized_mlp
 from .training import Task, digits_mlp_task, modular_addition_task
-
-PyTree = Any
 
 
 def _round(value: Any, digits: int = 4) -> Any:

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .. import KAdam, cascade_step, init_state, parameter_step
+from .. import KAdam, PyTree, cascade_step, init_state, parameter_step
 from ..validation import check_choice, check_int, check_unit_interval
 from .training import (
     DTYPE,
@@ -53,8 +53,6 @@ from .training import (
     seed_keys,
     stack_training_specs,
 )
-
-PyTree = Any
 
 #: The per-level strategies of `level_factors` (the paper's Fig. 4 compares four).
 STRATEGIES: tuple[str, ...] = ("equal", "no_momentum", "decay", "tuned")

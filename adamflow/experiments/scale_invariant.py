@@ -10,15 +10,14 @@ set by the optimizer alone (the meta-adaptive effect measured in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from .. import PyTree
 from ..validation import check_int, check_positive
 from .training import Dataset, accuracy, cross_entropy, digits_dataset, layer_norm
-
-PyTree = Any
 
 
 class ScaleInvariantProblem(NamedTuple):

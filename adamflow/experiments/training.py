@@ -23,10 +23,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from .. import KAdam, cascade_step, init_state, parameter_step, stack_specs
+from .. import KAdam, PyTree, cascade_step, init_state, parameter_step, stack_specs
 from ..problems import load_digits
 
-PyTree = Any
 tree_map = jax.tree_util.tree_map
 
 #: Training runs use float32 (fast on CPU) whatever ``jax_enable_x64`` says.

@@ -87,3 +87,31 @@ from ._result import silent_update as silent_update
 from ._result import theory_growth as theory_growth
 from ._sweep import DEFAULT_CHUNK as DEFAULT_CHUNK
 from ._sweep import phase_diagram as phase_diagram
+
+__all__ = [
+    "BAND_MARGIN",
+    "CheckpointExists",
+    "CheckpointMismatch",
+    "CLEAN_FACTOR",
+    "clear_checkpoint",
+    "DEFAULT_B1_RANGE",
+    "DEFAULT_B2_RANGE",
+    "DEFAULT_CHUNK",
+    "default_grid",
+    "DEFAULT_GRID",
+    "DEFAULT_RUNS",
+    "DYNAMICS",
+    "exit_hard_on_error",
+    "grid",
+    "GROWTH_BLOCK",
+    "initialize_distributed",
+    "launch_local",
+    "load_phase_diagram",
+    "phase_diagram",
+    "PhaseDiagram",
+    "predicted_peak",
+    "silent_update",
+    "SPACINGS",
+    "SweepInterrupted",
+    "theory_growth",
+]

@@ -14,3 +14,5 @@ Modules (imported on demand; ``import adamflow`` does not load matplotlib):
   `draw_meta_adaptive`, `draw_kadam_stability`, `draw_kadam_training`,
   `draw_phase_accuracy`.
 """
+
+__all__: list[str] = []  # the drawing functions live in the submodules named above
