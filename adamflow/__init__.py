@@ -71,7 +71,6 @@ __all__ = [
     "Sharpness",
     "stability",
     "stack_specs",
-    "symbolic",
     "TrainingState",
     "Trajectory",
 ]
