@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _corrected, _flows, _paper
+from . import _corrected, _eos_flow, _flows, _paper
 from ._backends import SolveResult
 from ._diagnose import explain_failure
 from ._discrete import run_discrete, step_times
@@ -34,6 +34,7 @@ MODELS: dict[str, Callable[[KAdam, str], FlowModel]] = {
     "corrected": functools.partial(_corrected.corrected_model, order=1),
     "corrected2": functools.partial(_corrected.corrected_model, order=2),
     "paper": _paper.paper_model,
+    "eos": _eos_flow.eos_model,
 }
 ORDERS = tuple(MODELS)
 
@@ -283,7 +284,10 @@ def integrate(
         on its straight segment -- and raise `IntegrationError` where their ``validity``
         exceeds 1 at that start; see `adamflow._corrected`) or ``"paper"`` (the paper's
         second-order parameter equation θ̇ + (η/2)θ̈ = -(u + λθ), θ̇(0) = -(u(0) + λθ₀); see
-        `adamflow._paper`).
+        `adamflow._paper`) or ``"eos"`` (Adam/AdamW through the edge of stability: the
+        time-averaged iterate, whose oscillation along the top two preconditioned
+        eigenvectors feeds back on the mean motion and on v, so that λ_max(P⁻¹H) is held
+        at `adamflow.eos_threshold`; the leading flow below the edge; theory/eos.md §5).
     convention : moment rates: ``"exact"`` (default, a = ln(1/β₁)/η), ``"euler"``
         (a = (1-β₁)/η) or ``"paper"`` (the paper's backward rates a = (1-β₁)/(β₁η)).
         The paper's own model is ``order="paper", convention="paper"``.

@@ -90,3 +90,20 @@ def test_adam_holds_its_preconditioned_sharpness_at_the_threshold():
     )
     assert slow.sharpness[-1] < 0.8 * af.eos_threshold(opt.replace(lr=0.005))
     assert jax.tree_util.tree_structure(run.final) == jax.tree_util.tree_structure(theta0)
+
+
+def test_the_eos_flow_holds_the_edge_where_the_leading_flow_passes_it():
+    # Measured (600 steps, figure eos): after the onset near step 80 the eos flow's ratio
+    # stays in 0.94..1.02 while the leading flow's climbs past 2 by step 250.
+    loss, theta0 = tanh_mlp()
+    opt = af.Adam(0.02)
+    threshold = af.eos_threshold(opt)
+    saved = np.arange(0, 251, 50)
+    kwargs = dict(steps=250, save_steps=saved, sharpness_every=50)
+    eos = af.integrate(opt, loss, theta0, order="eos", **kwargs)
+    leading = af.integrate(opt, loss, theta0, **kwargs)
+    late = saved >= 150
+    assert np.all(np.abs(eos.sharpness[late] / threshold - 1) <= 0.2), eos.sharpness / threshold
+    assert leading.sharpness[-1] / threshold > 1.5, leading.sharpness / threshold
+    # It carries θ, m and v like every order, so the sharpness along it can be measured.
+    assert len(eos.m) == len(eos.v) == 1 and eos.success

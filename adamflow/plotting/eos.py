@@ -1,0 +1,56 @@
+r"""Drawing of the ``eos`` figure (`adamflow.experiments.eos`, theory/eos.md §5): discrete
+Adam, its leading flow and the eos flow at the edge of stability. Pure drawing: the
+experiment's ``data`` in, a `matplotlib.figure.Figure` out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["draw_eos"]
+
+#: Colour, line style and label of each run.
+STYLE = {
+    "discrete": ("black", "-", "discrete Adam"),
+    "leading": ("tab:blue", "--", "leading flow"),
+    "eos": ("tab:red", "-", "eos flow"),
+}
+
+
+def draw_eos(data: dict[str, Any]) -> Figure:
+    """One row per network: (a) the preconditioned sharpness λ_max(P⁻¹H) over the
+    threshold 2(1+β₁)/((1−β₁)η) of each run, (b) the losses, (c) each flow's distance to
+    the discrete iterates in function space (RMS over the network's training outputs)."""
+    rows = len(data)
+    fig = Figure(figsize=(15, 4.2 * rows), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, 3))
+    for row, (name, run) in zip(axes, data.items()):
+        steps = np.asarray(run["steps"])
+        ax_ratio, ax_loss, ax_distance = row
+        for key in ("discrete", "leading", "eos"):
+            colour, style, label = STYLE[key]
+            ax_ratio.plot(steps, run[key]["ratio"], style, color=colour, label=label)
+            ax_loss.plot(steps, run[key]["loss"], style, color=colour, label=label, lw=1)
+            if key != "discrete":
+                distance = run[key]["output_distance"]
+                ax_distance.plot(steps, distance, style, color=colour, label=label)
+        ax_ratio.axhline(1.0, color="grey", lw=0.8)
+        ax_ratio.axvline(run["onset"], color="grey", lw=0.8, ls=":")
+        ax_ratio.set_yscale("log")
+        ax_ratio.set_ylabel("λ_max(P⁻¹H) / threshold")
+        ax_ratio.set_title(
+            f"({name}, {run['params']} parameters) sharpness; onset at step {run['onset']}"
+        )
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("loss")
+        ax_loss.set_title("loss")
+        ax_distance.set_yscale("log")
+        ax_distance.set_ylabel("RMS output difference to the iterate")
+        ax_distance.set_title("distance to the discrete run (function space)")
+        for ax in row:
+            ax.set_xlabel("step n")
+            ax.legend(fontsize=8)
+    return fig
