@@ -344,8 +344,8 @@ def sharpness_along(
 ) -> np.ndarray:
     r"""The preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)` at the saved points
     whose step is a positive multiple of ``every`` (theory/eos.md §1), ``nan`` elsewhere:
-    :math:`P = \sqrt{v/d} + arepsilon` from the saved raw second moment ``v`` and its
-    bias-correction divisor ``d`` (``v_divisor``, one per saved point: :math:`1-eta_2^n`
+    :math:`P = \sqrt{v/d} + \varepsilon` from the saved raw second moment ``v`` and its
+    bias-correction divisor ``d`` (``v_divisor``, one per saved point: :math:`1-\beta_2^n`
     for the optimizer, :math:`1-e^{-bt}` for a flow). ``theta`` and ``v`` have a leading
     axis of saved points."""
     from tqdm.auto import tqdm

@@ -30,7 +30,7 @@ class TrainingState(NamedTuple):
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Saved states of a discrete optimizer run or an integrated flow, at matched times.
+    r"""Saved states of a discrete optimizer run or an integrated flow, at matched times.
 
     Attributes
     ----------

@@ -612,7 +612,7 @@ def bench_distributed(options: BenchOptions) -> dict[str, Any]:
     - The projection: one Adam step (gradient + update, float32, jitted ``lax.scan`` of
       20 steps) of a small transformer (`TRANSFORMER`, batch 8) is timed, giving seconds
       per parameter element-step; a 256² × 10⁴ sweep of it is
-      :math:`256^2 \cdot 10^4 \cdot n_	ext{params}` element-steps, so its cost on one
+      :math:`256^2 \cdot 10^4 \cdot n_\text{params}` element-steps, so its cost on one
       device of this kind is that product × the measured cost (a sweep vmaps the cells,
       which amortizes better than this one-cell timing on a GPU: an upper bound there,
       device-hours ``/ D`` on ``D`` devices, since cells never talk to each other).
