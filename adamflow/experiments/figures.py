@@ -68,6 +68,10 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.kadam_figures:phase_accuracy_experiment",
         "adamflow.plotting.kadam:draw_phase_accuracy",
     ),
+    "eos": (
+        "adamflow.experiments.eos:eos_experiment",
+        "adamflow.plotting.eos:draw_eos",
+    ),
     "paper_fig1": (
         "adamflow.experiments.paper_fig1:paper_fig1_experiment",
         "adamflow.plotting.paper_fig1:draw_paper_fig1",

@@ -23,7 +23,9 @@ STYLE = {
 def draw_eos(data: dict[str, Any]) -> Figure:
     """One row per network: (a) the preconditioned sharpness λ_max(P⁻¹H) over the
     threshold 2(1+β₁)/((1−β₁)η) of each run, (b) the losses, (c) each flow's distance to
-    the discrete iterates in function space (RMS over the network's training outputs)."""
+    the discrete iterates in function space (RMS over the network's training outputs), to
+    each iterate and to the mean of the 1/(1−β₁) = 10 iterates around it (the oscillation
+    averaged out)."""
     rows = len(data)
     fig = Figure(figsize=(15, 4.2 * rows), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, 3))
@@ -36,7 +38,11 @@ def draw_eos(data: dict[str, Any]) -> Figure:
             ax_loss.plot(steps, run[key]["loss"], style, color=colour, label=label, lw=1)
             if key != "discrete":
                 distance = run[key]["output_distance"]
-                ax_distance.plot(steps, distance, style, color=colour, label=label)
+                ax_distance.plot(steps, distance, style, color=colour, label=f"{label}: iterate")
+                centre = run[key]["output_distance_centre"]
+                ax_distance.plot(
+                    steps, centre, ":", color=colour, lw=1.5, label=f"{label}: 10-step mean"
+                )
         ax_ratio.axhline(1.0, color="grey", lw=0.8)
         ax_ratio.axvline(run["onset"], color="grey", lw=0.8, ls=":")
         ax_ratio.set_yscale("log")
