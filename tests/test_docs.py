@@ -209,3 +209,25 @@ def test_site_has_the_theory_results_and_figures(site: tuple[Path, str]) -> None
         assert (out / "figures" / png.name).is_file(), f"figures/{png.name} not in the site"
     # KaTeX is served from the site itself (no network needed to read it).
     assert (out / "assets" / "katex" / "katex.min.js").is_file()
+
+
+def _modules_with_examples() -> list[str]:
+    """The library modules whose docstrings hold ``>>>`` examples."""
+    package = Path(__file__).resolve().parent.parent / "adamflow"
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        if ">>>" in path.read_text(encoding="utf-8"):
+            parts = path.relative_to(package.parent).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+@pytest.mark.parametrize("name", _modules_with_examples())
+def test_docstring_examples_run(name: str) -> None:
+    """Every docstring ``Examples`` section runs and prints what it shows (doctest)."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, result
