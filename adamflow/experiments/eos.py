@@ -13,6 +13,7 @@ float64, a few minutes per network on two CPU cores).
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -279,3 +280,45 @@ def eos_experiment(*, quick: bool = False, seed: int = 0) -> FigureData:
         "dtype": str(jnp.zeros(()).dtype),
     }
     return FigureData(runs, parameters, {name: summary(run) for name, run in runs.items()})
+
+
+def fig1_sharpness(steps: int = 4000, every: int = 250) -> dict[str, dict[str, Any]]:
+    """The preconditioned sharpness over the threshold along the discrete Adam and AdamW
+    runs of the paper's Fig. 1 (`adamflow.experiments.paper_fig1`, full size: the 19 168-
+    parameter character transformer on its fixed batch), every ``every`` steps: where
+    AdamW's flows jump away from the iterates near step 2500 (theory/eos.md §4)."""
+    from jax.flatten_util import ravel_pytree
+
+    from . import paper_fig1
+    from .shakespeare import char_data, fixed_batch, load_shakespeare
+
+    config = paper_fig1.FULL
+    data = char_data(load_shakespeare(), test_fraction=config.test_fraction)
+    model = paper_fig1.char_transformer(
+        data.vocab_size,
+        config.seq_len,
+        width=config.width,
+        layers=config.layers,
+        heads=config.heads,
+    )
+    x, y = fixed_batch(data.train, config.batch_size, config.seq_len, seed=0)
+    theta0, unravel = ravel_pytree(model.init(jax.random.PRNGKey(0)))
+    tree_loss = paper_fig1.next_char_loss(model, x, y)
+
+    def loss(flat: Any) -> Any:
+        return tree_loss(unravel(flat))
+
+    out = {}
+    for name, opt in config.optimizers().items():
+        run = af.run_discrete(opt, loss, theta0, steps, save_every=every, sharpness_every=every)
+        assert run.sharpness is not None
+        out[name] = {
+            "steps": run.steps[1:].tolist(),
+            "ratio": (run.sharpness[1:] / af.eos_threshold(opt)).tolist(),
+        }
+    return out
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    print(json.dumps(fig1_sharpness(), indent=1))
