@@ -113,19 +113,26 @@ def _describe(tree: PyTree) -> str:
     return "{" + ", ".join(pairs) + "}"
 
 
-def check_grad_output(theta: PyTree, grad_out: PyTree) -> None:
-    """Raise ``ValueError`` naming ``grad`` unless ``grad_out`` has the structure and leaf
-    shapes of ``theta``."""
-    same_structure = jax.tree_util.tree_structure(grad_out) == jax.tree_util.tree_structure(theta)
+def check_like(name: str, reference: PyTree, tree: PyTree, what: str, verb: str = "be") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``tree`` has the structure and leaf shapes
+    of ``reference`` (``what`` says what it should be like: "<name> must <verb> a PyTree with
+    the structure and shapes of <what>")."""
+    same_structure = jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(reference)
     same_shapes = same_structure and all(
-        np.shape(g) == np.shape(p)
-        for g, p in zip(jax.tree_util.tree_leaves(grad_out), jax.tree_util.tree_leaves(theta))
+        np.shape(x) == np.shape(r)
+        for x, r in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(reference))
     )
     if not same_shapes:
         raise ValueError(
-            "grad must return a PyTree with the structure and shapes of the parameters: "
-            f"expected {_describe(theta)}, got {_describe(grad_out)}"
+            f"{name} must {verb} a PyTree with the structure and shapes of {what}: "
+            f"expected {_describe(reference)}, got {_describe(tree)}"
         )
+
+
+def check_grad_output(theta: PyTree, grad_out: PyTree) -> None:
+    """Raise ``ValueError`` naming ``grad`` unless ``grad_out`` has the structure and leaf
+    shapes of ``theta``."""
+    check_like("grad", theta, grad_out, "the parameters", verb="return")
 
 
 def prepare(
@@ -174,13 +181,7 @@ def starting_point(theta0: PyTree, start: Any, k: int) -> tuple[PyTree, Training
         if not isinstance(levels, tuple) or len(levels) != k:
             raise ValueError(f"start.{name} must be a tuple of {k} PyTrees (one per level)")
         for i, level in enumerate(levels):
-            try:
-                check_grad_output(theta, level)
-            except ValueError:
-                raise ValueError(
-                    f"start.{name}[{i}] must have the structure and shapes of start.theta: "
-                    f"expected {_describe(theta)}, got {_describe(level)}"
-                ) from None
+            check_like(f"start.{name}[{i}]", theta, level, "start.theta")
         levels = tuple(as_float_tree(level) for level in levels)
         if step == 0 and any(bool(jnp.any(x != 0)) for x in jax.tree_util.tree_leaves(levels)):
             raise ValueError(f"start.step is 0 but start.{name} is not zero")

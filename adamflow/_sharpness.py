@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.polynomial import Polynomial
 
 from . import rules
-from ._gradients import resolve_grad
+from ._gradients import check_like, resolve_grad
 from ._optimizers import KAdam
 from ._trajectory import PyTree
 from .validation import check_array, check_bool, check_int
@@ -53,18 +53,7 @@ class Sharpness(NamedTuple):
 
 def _check_precond(theta: PyTree, precond: PyTree) -> np.ndarray:
     """``precond`` flattened; it must have ``theta``'s structure and shapes, finite and > 0."""
-    same = jax.tree_util.tree_structure(precond) == jax.tree_util.tree_structure(theta) and all(
-        np.shape(p) == np.shape(t)
-        for p, t in zip(jax.tree_util.tree_leaves(precond), jax.tree_util.tree_leaves(theta))
-    )
-    if not same:
-        raise ValueError(
-            "precond must be a PyTree with the structure and leaf shapes of theta (P's "
-            f"diagonal), got {jax.tree_util.tree_structure(precond)} with shapes "
-            f"{[np.shape(p) for p in jax.tree_util.tree_leaves(precond)]} for theta's "
-            f"{jax.tree_util.tree_structure(theta)} with shapes "
-            f"{[np.shape(t) for t in jax.tree_util.tree_leaves(theta)]}"
-        )
+    check_like("precond", theta, precond, "theta (P's diagonal)")
     leaves = [
         check_array("precond", p, 0.0, low_open=True).ravel()
         for p in jax.tree_util.tree_leaves(precond)

@@ -132,7 +132,10 @@ def test_bad_starts_are_refused_naming_the_cause():
         af.integrate(opt, loss, None, start=state, steps=10, save_steps=[2, 10])
     with pytest.raises(ValueError, match="needs a horizon beyond it"):
         af.integrate(opt, loss, None, start=state, steps=4)
-    with pytest.raises(ValueError, match=r"start.m\[0\] must have the structure"):
+    with pytest.raises(
+        ValueError,
+        match=r"start.m\[0\] must be a PyTree with the structure and shapes of start.theta",
+    ):
         af.integrate(opt, loss, None, start=state._replace(m=(jnp.zeros(2),)), steps=10)
     with pytest.raises(ValueError, match="start.m must be a tuple of 2"):
         af.run_discrete(af.KAdam(0.01, k=2), loss, None, 10, start=state)
