@@ -18,6 +18,7 @@ from ._compare import convergence_order as convergence_order
 from ._compare import fit_order as fit_order
 from ._discrete import run_discrete as run_discrete
 from ._integrate import PrecisionWarning as PrecisionWarning
+from ._integrate import ValidityWarning as ValidityWarning
 from ._integrate import integrate as integrate
 from ._optimizers import Adam as Adam
 from ._optimizers import AdamW as AdamW
@@ -73,6 +74,7 @@ __all__ = [
     "stack_specs",
     "TrainingState",
     "Trajectory",
+    "ValidityWarning",
 ]
 
 

@@ -180,6 +180,11 @@ class PrecisionWarning(UserWarning):
     """A requested tolerance finer than the float dtype in use can reach."""
 
 
+class ValidityWarning(UserWarning):
+    """A corrected flow that started within its validity and left it along the path: the
+    solve succeeded, but no expansion in lr describes the steps where ``validity > 1``."""
+
+
 #: The finest ``rtol`` a float32 run can honour (about ten units in the last place).
 FLOAT32_RTOL = 10 * float(np.finfo(np.float32).eps)
 
@@ -308,7 +313,9 @@ def integrate(
     max_steps : the most solver steps before giving up.
     throw : raise `IntegrationError` on failure along the path (default); else return
         ``success=False`` with the reason in ``message``. A refusal before any integration
-        (a spec or start the order cannot handle) always raises.
+        (a spec or start the order cannot handle) always raises. A corrected flow that
+        succeeds but leaves its validity along the path (``validity > 1``) warns
+        (`ValidityWarning`).
     progress : show a progress bar.
     start : where the flow begins. ``None``: at ``theta0`` with zero moments (the corrected
         orders after the first discrete step). A `TrainingState` after K steps (from
@@ -449,9 +456,14 @@ def integrate(
     m, v = model.moments(ts_late, ys, params, grad_fn, xp)
     validity = model.validity(clock, params, ts_late, ys, grad_fn)
     if success and validity is not None and validity > 1:  # a valid start, then left it
-        message = (
-            f"ok, but validity {validity:.3g} > 1 along the path: some coordinate changes by "
-            "O(1) within a step there, where no expansion in lr holds"
+        # A warning, not a message that contradicts success=True: the solve succeeded, the
+        # model's expansion did not hold everywhere along it.
+        warnings.warn(
+            f"integrate({opt!r}, order={order!r}): validity {validity:.3g} > 1 along the path: "
+            "some coordinate changes by O(1) within a step there, where no expansion in lr "
+            "holds (Trajectory.validity)",
+            ValidityWarning,
+            stacklevel=2,
         )
     if not late.all():  # saved times before the flow's start
         early_ts = save_ts[~late]
