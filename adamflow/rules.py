@@ -26,14 +26,22 @@ __all__ = [
     "moment_rate",
 ]
 
+def _sqrt_nonneg(x: Any) -> Any:
+    """``sqrt(max(x, 0))`` whose derivatives at ``x <= 0`` are 0, not ``inf·0 = nan``: a
+    coordinate whose second moment is exactly 0 (a gradient that is exactly 0, e.g. an
+    unused embedding row) then gives finite JVPs, as the corrected flows' jets need."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 #: The array namespace used for numbers. A namespace needs ``sqrt``, ``expm1``, ``log``,
-#: ``clip_nonneg`` (max(x, 0); the identity for symbols, where v >= 0 is known), and for
+#: ``sqrt_nonneg`` (sqrt(max(x, 0)); ``sqrt`` for symbols, where v >= 0 is known), and for
 #: the flows ``where``, ``isfinite`` and ``zeros_like``.
 JAX_OPS = SimpleNamespace(
     sqrt=jnp.sqrt,
     expm1=jnp.expm1,
     log=jnp.log,
-    clip_nonneg=lambda x: jnp.maximum(x, 0.0),
+    sqrt_nonneg=_sqrt_nonneg,
     where=jnp.where,
     isfinite=jnp.isfinite,
     zeros_like=jnp.zeros_like,
@@ -43,7 +51,7 @@ NUMPY_OPS = SimpleNamespace(
     sqrt=np.sqrt,
     expm1=np.expm1,
     log=np.log,
-    clip_nonneg=lambda x: np.maximum(x, 0.0),
+    sqrt_nonneg=lambda x: np.sqrt(np.maximum(x, 0.0)),
     where=np.where,
     isfinite=np.isfinite,
     zeros_like=np.zeros_like,
@@ -71,7 +79,7 @@ def bias_correction(decay_exponent: Any, xp: Any = JAX_OPS) -> Any:
 
 def normalized_update(m_hat: Any, v_hat: Any, eps: Any, xp: Any = JAX_OPS) -> Any:
     r"""Adam's update direction :math:`u = \hat m / (\sqrt{\hat v} + \varepsilon)`."""
-    return m_hat / (xp.sqrt(xp.clip_nonneg(v_hat)) + eps)
+    return m_hat / (xp.sqrt_nonneg(v_hat) + eps)
 
 
 def parameter_velocity(update: Any, theta: Any, weight_decay: Any) -> Any:

@@ -257,3 +257,18 @@ def test_leaving_the_regime_along_the_path_is_a_warning():
     with pytest.warns(af.ValidityWarning, match=r"validity 1\.0\d > 1.*no expansion in lr"):
         flow = af.integrate(af.Adam(1.0), loss, jnp.zeros(3), steps=5, order="corrected")
     assert flow.success and flow.validity > 1 and flow.message == "ok"
+
+
+@pytest.mark.parametrize("order", ["corrected", "corrected2"])
+def test_a_coordinate_with_an_exactly_zero_gradient_stays_put(order):
+    # Its second moment is exactly 0; the jets differentiate sqrt(v̂) there, which must give
+    # 0, not inf·0 = nan (an unused embedding row is the usual case).
+    def padded(theta):
+        return far_quadratic(theta[:5]) + 0.0 * jnp.sum(theta[5:] ** 0)
+
+    theta0 = jnp.concatenate([THETA0, jnp.array([0.7])])
+    flow = af.integrate(spec(), padded, theta0, steps=20, order=order, **TOL)
+    alone = af.integrate(spec(), far_quadratic, THETA0, steps=20, order=order, **TOL)
+    assert flow.success
+    np.testing.assert_allclose(flow.theta_flat()[:, 5], 0.7, rtol=0, atol=0)
+    np.testing.assert_allclose(flow.theta_flat()[:, :5], alone.theta_flat(), rtol=1e-9, atol=1e-12)

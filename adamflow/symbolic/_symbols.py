@@ -17,12 +17,12 @@ from typing import Any, NamedTuple, TypeAlias
 import sympy as sp
 
 #: The `adamflow.rules` array namespace for symbols: ``expm1(x) = e^x - 1``; ``v >= 0`` is
-#: known for the symbolic second moment, so ``clip_nonneg`` is the identity.
+#: known for the symbolic second moment, so ``sqrt_nonneg`` is ``sqrt``.
 SYMPY_OPS = SimpleNamespace(
     sqrt=sp.sqrt,
     expm1=lambda x: sp.exp(x) - 1,
     log=sp.log,
-    clip_nonneg=lambda x: x,
+    sqrt_nonneg=sp.sqrt,
 )
 
 #: A substitution rule as `sympy.Basic.subs` declares it (its Mapping key is invariant, so a
