@@ -26,6 +26,7 @@ __all__ = [
     "moment_rate",
 ]
 
+
 def _sqrt_nonneg(x: Any) -> Any:
     """``sqrt(max(x, 0))`` whose derivatives at ``x <= 0`` are 0, not ``inf·0 = nan``: a
     coordinate whose second moment is exactly 0 (a gradient that is exactly 0, e.g. an
