@@ -23,6 +23,8 @@ Benchmarks (`BENCHMARKS`; `DEFAULT_BENCHMARKS` run when none is named):
   optimizer and against each other.
 - ``recompile``: each flow order's first `adamflow.integrate` call on a small MLP against
   calls with a new horizon, lr or β₁ (which reuse the compiled solve).
+- ``eos``: gradients per step of the leading and the eos flow through the edge of
+  stability (a 97-parameter MLP at lr 0.02).
 - ``sharpness``: one `adamflow.preconditioned_sharpness` measurement (Lanczos on
   Hessian-vector products): products, seconds, and a product's cost in gradients.
 - ``distributed`` (on demand only, ``--only distributed``): the sweep in 1 and 2 local
@@ -196,6 +198,30 @@ def bench_recompile(options: BenchOptions) -> dict[str, Any]:
         for name, args in changes.items():
             out[f"recompile_{order}_new_{name}_ratio"] = timed(lambda a=args: call(*a))[0] / first
     out["recompile_worst_ratio"] = max(v for k, v in out.items() if k.endswith("_ratio"))
+    return out
+
+
+def bench_eos(options: BenchOptions) -> dict[str, Any]:
+    """Gradient evaluations per discrete step of the leading and the eos flow (theory/eos.md
+    §5) through the edge of stability: Adam lr 0.02 on the 97-parameter tanh MLP of the
+    ``eos`` figure, 600 steps (``--quick``) or 3000; the eos flow's field costs
+    `adamflow.experiments.eos.EOS_GRADIENTS_PER_EVAL` gradients per evaluation."""
+    from .eos import EOS_GRADIENTS_PER_EVAL, NETWORKS
+
+    network = NETWORKS["tanh_mlp_97"]()
+    steps = 600 if options.quick else 3000
+    out: dict[str, Any] = {"eos_steps": steps}
+    for order, per_eval in (("leading", 1), ("eos", EOS_GRADIENTS_PER_EVAL)):
+        flow = integrate(
+            Adam(0.02),
+            network.loss,
+            network.theta0,
+            steps=steps,
+            order=order,
+            save_steps=[0, steps],
+        )
+        out[f"eos_grads_per_step_{order}"] = flow.stats["grad_evals"] * per_eval / steps
+    out["eos_cost_vs_leading"] = out["eos_grads_per_step_eos"] / out["eos_grads_per_step_leading"]
     return out
 
 
@@ -673,6 +699,7 @@ BENCHMARKS: dict[str, Callable[[BenchOptions], dict[str, Any]]] = {
     "grad_evals": bench_grad_evals,
     "corrected_vs_discrete": bench_corrected_vs_discrete,
     "sharpness": bench_sharpness,
+    "eos": bench_eos,
     "recompile": bench_recompile,
     "import": bench_import,
     "gpu_scale": bench_gpu_scale,
