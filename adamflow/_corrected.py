@@ -353,9 +353,8 @@ def resume(
     step = state.step
 
     def corrected(levels: tuple[PyTree, ...], factors: tuple[float, ...]) -> tuple[PyTree, ...]:
-        return tuple(
-            tree_map(lambda x, b=b: x / (1 - b**step), level) for level, b in zip(levels, factors)
-        )
+        divisors = [rules.bias_correction(step * rules.decay_per_step(b)) for b in factors]
+        return tuple(tree_map(lambda x, d=d: x / d, level) for level, d in zip(levels, divisors))
 
     y = FlowState(state.theta, corrected(state.m, opt.b1s), corrected(state.v, opt.b2s))
     params = jax.tree_util.tree_map(jnp.asarray, params)

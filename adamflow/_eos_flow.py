@@ -254,7 +254,7 @@ def _resume(
     _require_jax(xp)
     base = resumed_state(opt, params, state, t, grad_fn, xp)
     v_hat = jax.tree_util.tree_map(lambda v: v / rules.bias_correction(params.b[0] * t), base.v[0])
-    precond = jax.tree_util.tree_map(lambda x: jnp.sqrt(x) + params.eps, v_hat)
+    precond = jax.tree_util.tree_map(lambda x: rules.preconditioner(x, params.eps), v_hat)
     basis = top_basis(base.theta, precond, grad_fn, directions)
     return EosState(base.theta, base.m, base.v, basis)
 

@@ -297,8 +297,9 @@ def adam_preconditioner(opt: KAdam, v: PyTree, step: int) -> PyTree:
         check_array("v", leaf, 0.0)
     b2 = opt.b2s[0]
     correction = rules.bias_correction(step * rules.decay_per_step(b2))
-    # sqrt(v̂) + ε: the denominator of `rules.normalized_update`.
-    return jax.tree_util.tree_map(lambda x: jnp.sqrt(jnp.asarray(x) / correction) + opt.eps, v)
+    return jax.tree_util.tree_map(
+        lambda x: rules.preconditioner(jnp.asarray(x) / correction, opt.eps), v
+    )
 
 
 def check_sharpness_every(opt: KAdam, every: Any, traceable: bool) -> int | None:
@@ -345,7 +346,7 @@ def sharpness_along(
     for j in tqdm(chosen, desc="sharpness", unit="point", disable=not progress):
         point = jax.tree_util.tree_map(lambda x: jnp.asarray(x[j]), theta)
         precond = jax.tree_util.tree_map(
-            lambda x: jnp.sqrt(jnp.maximum(jnp.asarray(x[j]), 0.0) / v_divisor[j]) + opt.eps, v
+            lambda x: rules.preconditioner(jnp.asarray(x[j]) / v_divisor[j], opt.eps), v
         )
         values[j] = preconditioned_sharpness(None, point, precond, grad=grad_fn).values[0]
     return values

@@ -21,6 +21,7 @@ __all__ = [
     "ema_increment",
     "bias_correction",
     "normalized_update",
+    "preconditioner",
     "parameter_velocity",
     "decay_per_step",
     "moment_rate",
@@ -78,9 +79,15 @@ def bias_correction(decay_exponent: Any, xp: Any = JAX_OPS) -> Any:
     return -xp.expm1(-decay_exponent)
 
 
+def preconditioner(v_hat: Any, eps: Any, xp: Any = JAX_OPS) -> Any:
+    r"""Adam's diagonal preconditioner :math:`P = \sqrt{\hat v} + \varepsilon`."""
+    return xp.sqrt_nonneg(v_hat) + eps
+
+
 def normalized_update(m_hat: Any, v_hat: Any, eps: Any, xp: Any = JAX_OPS) -> Any:
-    r"""Adam's update direction :math:`u = \hat m / (\sqrt{\hat v} + \varepsilon)`."""
-    return m_hat / (xp.sqrt_nonneg(v_hat) + eps)
+    r"""Adam's update direction :math:`u = \hat m / P`, :math:`P = \sqrt{\hat v} + \varepsilon`
+    (`preconditioner`)."""
+    return m_hat / preconditioner(v_hat, eps, xp)
 
 
 def parameter_velocity(update: Any, theta: Any, weight_decay: Any) -> Any:

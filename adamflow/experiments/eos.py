@@ -78,12 +78,6 @@ NETWORKS: dict[str, Callable[[], Network]] = {
 }
 
 
-def _flat(tree: Any) -> np.ndarray:
-    """A saved PyTree (leading axis of saved points) as an (S, D) array."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    return np.concatenate([np.asarray(x).reshape(len(x), -1) for x in leaves], axis=1)
-
-
 def _at(tree: Any, index: Any) -> Any:
     """The saved points ``index`` (an int or an index array) of a saved PyTree."""
     return jax.tree_util.tree_map(lambda x: jnp.asarray(x[index]), tree)
@@ -130,7 +124,7 @@ def study_network(
     run = af.run_discrete(opt, loss, theta0, steps + window // 2, sharpness_every=every)
     seconds = time.perf_counter() - clock
     losses = np.asarray(batch_loss(run.theta))[: steps + 1]
-    flat = _flat(run.theta)
+    flat = run.theta_flat()
     around = measured[:, None] + np.arange(1 - window // 2, window // 2 + 1)[None, :]
     centre_params = flat[around].mean(axis=1)
     all_outputs = np.asarray(batch_outputs(run.theta))
@@ -171,9 +165,10 @@ def study_network(
         seconds = time.perf_counter() - clock
         assert flow.sharpness is not None
         points = _at(flow.theta, np.arange(1, len(measured) + 1))
+        flow_flat = flow.theta_flat()[1:]
         outputs = np.asarray(batch_outputs(points))
         evals = int(flow.stats["grad_evals"])
-        from_onset = af.integrate(
+        onset_flow = af.integrate(
             opt,
             loss,
             None,
@@ -182,22 +177,19 @@ def study_network(
             start=onset_state,
             rtol=rtol,
             save_steps=[result["onset"], steps],
-        ).final
+        )
+        from_onset = onset_flow.final
         result[order] = {
             "ratio": (flow.sharpness[1:] / threshold).tolist(),
             "loss": np.asarray(batch_loss(points)).tolist(),
             "output_distance": _rms(outputs - reference_outputs),
-            "param_distance": np.linalg.norm(_flat(points) - flat[measured], axis=1).tolist(),
+            "param_distance": np.linalg.norm(flow_flat - flat[measured], axis=1).tolist(),
             "output_distance_centre": _rms(outputs - centre_outputs),
-            "param_distance_centre": np.linalg.norm(_flat(points) - centre_params, axis=1).tolist(),
+            "param_distance_centre": np.linalg.norm(flow_flat - centre_params, axis=1).tolist(),
             "onset_output_distance": float(
                 _rms(np.asarray(network.outputs(from_onset))[None] - reference_outputs[-1:])[0]
             ),
-            "onset_param_distance": float(
-                np.linalg.norm(
-                    _flat(jax.tree_util.tree_map(lambda x: x[None], from_onset))[0] - flat[-1]
-                )
-            ),
+            "onset_param_distance": float(np.linalg.norm(onset_flow.theta_flat()[-1] - flat[-1])),
             "field_evals": evals,
             "grads_per_eval": grads_per_eval,
             "grads_per_step": evals * grads_per_eval / steps,
