@@ -4,7 +4,8 @@ r"""The corrected flows (theory/corrected_flow.md §2): discrete k-Adam followed
 
 The discrete optimizer averages gradients read at step starts (level 1) or the level
 below's output at step ends (levels ≥ 2), and sums updates at step ends. Matching these
-one-step maps on exponential sequences (`adamflow.symbolic.modified_coefficients`) gives
+one-step maps on exponential sequences (`adamflow.symbolic.modified_coefficients`; the
+numbers from `drive_coefficients` and `parameter_coefficients`, without sympy) gives
 operators in :math:`\eta\,d/dt` whose truncation at order p is the order-p flow, in the
 bias-corrected state :math:`(\theta, \hat m_i, \hat v_i)`::
 
@@ -48,6 +49,8 @@ reaches only 2.06 (largest error along the path).
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import functools
 import math
 from collections.abc import Callable
@@ -106,15 +109,13 @@ def drive_order(opt: KAdam, order: int) -> int:
 
 
 def corrected_constants(opt: KAdam, order: int) -> CorrectedConstants:
-    """The coefficients of `adamflow.symbolic.modified_coefficients` for ``opt``'s factors
-    (level 1 reads its drive at step starts, levels ≥ 2 at step ends)."""
-    from .symbolic._modified import coefficient_values, parameter_coefficients
-
+    """The coefficients of `drive_coefficients` for ``opt``'s factors (level 1 reads its
+    drive at step starts, levels ≥ 2 at step ends) and `parameter_coefficients`."""
     drives = drive_order(opt, order)
 
     def table(factors: tuple[float, ...]) -> Any:
         rows = [
-            coefficient_values(float(f), 1 if i == 0 else 0, drives) for i, f in enumerate(factors)
+            drive_coefficients(float(f), 1 if i == 0 else 0, drives) for i, f in enumerate(factors)
         ]
         return jnp.asarray(np.array(rows))
 
@@ -122,6 +123,67 @@ def corrected_constants(opt: KAdam, order: int) -> CorrectedConstants:
     return CorrectedConstants(
         jnp.asarray(opt.lr), table(opt.b1s), table(opt.b2s), jnp.asarray(right), jnp.asarray(left)
     )
+
+
+# 50 significant digits: a drive's coefficient c_j sums terms of size (β/(1-β))^j that
+# cancel to O(1) (e.g. c_1 = 1/ℓ - β/(1-β)), so doubles would lose j·log10(1/(1-β)) digits.
+_DIGITS = 50
+
+
+def _series_reciprocal(series: list[Any]) -> list[Any]:
+    """The power series 1/f from f's coefficients (f₀ ≠ 0), to the same length."""
+    inverse = [1 / series[0]]
+    for n in range(1, len(series)):
+        inverse.append(-sum(series[k] * inverse[n - k] for k in range(1, n + 1)) / series[0])
+    return inverse
+
+
+def _series_product(a: list[Any], b: list[Any]) -> list[Any]:
+    return [sum(a[k] * b[n - k] for k in range(n + 1)) for n in range(len(a))]
+
+
+@functools.cache
+def drive_coefficients(factor: float, offset: int, order: int) -> tuple[float, ...]:
+    r"""The Taylor coefficients :math:`c_0..c_{order}` of a moment's drive operator
+    (theory/corrected_flow.md §2)
+
+    .. math:: P(z) = \frac{(1-\beta)\,e^{-z\,o}}{1-\beta e^{-z}}\cdot
+              \frac{\ell+z}{\ell}, \qquad \ell = \ln(1/\beta),
+
+    at :math:`\beta` = ``factor`` (offset o = 1 for level 1, which reads its input at step
+    starts; 0 above), in 50-digit decimal arithmetic. The series `adamflow.symbolic.
+    modified_coefficients` derives from the one-step maps, without sympy at run time."""
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"an EMA factor must lie in (0, 1), got {factor}")
+    with decimal.localcontext() as context:
+        context.prec = _DIGITS
+        beta = decimal.Decimal(repr(float(factor)))
+        ell = -beta.ln()
+        ratio = beta / (1 - beta)
+        exp_minus = [decimal.Decimal((-1) ** k) / math.factorial(k) for k in range(order + 1)]
+        # (1-β)/(1-βe^{-z}) = 1/(1 + r(1-e^{-z})), r = β/(1-β): no 1/(1-β) to cancel.
+        denominator = [1 + ratio * (1 - exp_minus[0])] + [-ratio * c for c in exp_minus[1:]]
+        drive = _series_reciprocal(denominator)
+        if offset == 1:
+            drive = _series_product(drive, exp_minus)
+        lag = [decimal.Decimal(1), 1 / ell] + [decimal.Decimal(0)] * (order - 1)
+        return tuple(float(c) for c in _series_product(drive, lag[: order + 1]))
+
+
+@functools.cache
+def parameter_coefficients(order: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    r"""The Euler–Maclaurin weights to :math:`z^{order}` (theory/corrected_flow.md §2):
+    :math:`Q_R(z) = z/(1-e^{-z})` for the updates, summed at step ends, and
+    :math:`Q_L(z) = z/(e^z-1)` for the weight decay, applied at step starts; exact
+    rationals, returned as floats."""
+    # (1 - e^{-z})/z = Σ_k (-1)^k z^k/(k+1)!, and (e^z - 1)/z = Σ_k z^k/(k+1)!.
+    right = _series_reciprocal(
+        [fractions.Fraction((-1) ** k, math.factorial(k + 1)) for k in range(order + 1)]
+    )
+    left = _series_reciprocal(
+        [fractions.Fraction(1, math.factorial(k + 1)) for k in range(order + 1)]
+    )
+    return tuple(float(c) for c in right), tuple(float(c) for c in left)
 
 
 def _taylor(function: Callable[[Any], Any], curve: list[Any], n: int) -> list[Any]:

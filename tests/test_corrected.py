@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import adamflow as af
+from adamflow import _corrected
 from adamflow._compare import compare, fit_order
 from adamflow.experiments.convergence import far_quadratic
 from adamflow.experiments.corrected import far_log_cosh
-from adamflow.symbolic import _modified
 
 # The setting: a 5-d quadratic plus log-cosh loss far from its minimum, T = 0.5.
 THETA0 = jnp.zeros(5)
@@ -47,7 +47,7 @@ def test_coefficients_are_the_delay_cumulant_differences(offset):
     # P(z) = exp(-Δκ₁ z + Δκ₂ z²/2 + ...): c₁ = -Δκ₁, c₂ = (Δκ₁² + Δκ₂)/2.
     for b1 in (0.5, 0.85, 0.9, 0.99):
         mean, var = _delay_cumulants(b1, offset)
-        c = _modified.coefficient_values(b1, offset, 2)
+        c = _corrected.drive_coefficients(b1, offset, 2)
         assert c[0] == 1.0
         assert c[1] == pytest.approx(-mean, rel=1e-9)
         assert c[2] == pytest.approx((mean**2 + var) / 2, rel=1e-7)
@@ -59,9 +59,9 @@ def test_first_order_coefficients_equal_the_taylor_matched_lags():
     lags = af.symbolic.lag_functions()
     for b1 in (0.05, 0.3, 0.85, 0.98, 0.999):
         for offset, lag in ((1, lags.first_level), (0, lags.upper_levels)):
-            c1 = _modified.coefficient_values(b1, offset, 1)[1]
+            c1 = _corrected.drive_coefficients(b1, offset, 1)[1]
             assert -c1 * 0.01 == pytest.approx(float(lag(b1, 0.01)), rel=1e-9, abs=1e-15)
-    right, left = _modified.parameter_coefficients(2)
+    right, left = _corrected.parameter_coefficients(2)
     assert right == (1.0, 0.5, 1 / 12) and left == (1.0, -0.5, 1 / 12)
 
 
@@ -104,7 +104,7 @@ def test_order_test_catches_missing_lags(monkeypatch):
     # Without the drive corrections (c_j = 0 for j >= 1) only the θ terms are left and the
     # flow is first order.
     monkeypatch.setattr(
-        _modified, "coefficient_values", lambda factor, offset, order: (1.0,) + (0.0,) * order
+        _corrected, "drive_coefficients", lambda factor, offset, order: (1.0,) + (0.0,) * order
     )
     finals, _ = _errors(spec(), "corrected", LRS[:3])
     assert fit_order(LRS[:3], finals).order < 1.5, finals

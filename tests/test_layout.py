@@ -81,9 +81,11 @@ def _imports_text(text: str) -> str:
 
 def test_import_adamflow_loads_no_heavy_module():
     """The one subprocess check of a light import: ``import adamflow`` and the numeric
-    stability module load none of the heavy modules (sympy among them)."""
+    stability module load none of the heavy modules (sympy among them), nor do the
+    corrected flows' coefficients."""
     code = (
-        "import sys, adamflow, adamflow.stability\n"
+        "import sys, adamflow, adamflow.stability, adamflow._corrected as c\n"
+        "c.corrected_constants(adamflow.KAdam(0.01, k=2), 2)\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run(

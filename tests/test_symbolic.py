@@ -325,6 +325,26 @@ def test_corrected_flows_of_every_order():
     assert [float(c) for c in coefficients.left] == pytest.approx([1, -0.5, 1 / 12, 0, -1 / 720])
 
 
+def test_the_flow_s_numeric_coefficients_are_the_derived_series():
+    """The corrected flows take their coefficients from a 50-digit series expansion of the
+    closed forms (adamflow._corrected, no sympy at run time); sympy derives the same series
+    from the one-step maps. Two derivations, one table, to order 4 and β up to 1 - 1e-5."""
+    from adamflow import _corrected
+
+    coefficients = symbolic.modified_coefficients(4)
+    b1 = sp.Symbol("beta_1", positive=True)
+    for beta in (0.05, 0.5, 0.85, 0.999, 0.99999):
+        point = {b1: sp.Float(repr(beta), 40)}
+        for offset, derived in ((1, coefficients.start), (0, coefficients.end)):
+            expected = [float(c.subs(point).evalf(40)) for c in derived]
+            assert _corrected.drive_coefficients(beta, offset, 4) == pytest.approx(
+                expected, rel=1e-12
+            )
+    right, left = _corrected.parameter_coefficients(4)
+    assert right == pytest.approx([float(c) for c in coefficients.right], rel=1e-15)
+    assert left == pytest.approx([float(c) for c in coefficients.left], rel=1e-15)
+
+
 def test_first_order_flow_is_cattaneo_klusowski_shigida_with_eps_inside():
     """theory/corrected_flow.md §3: slaving the moments of our first-order flow gives their
     modified equation exactly when ε sits inside the root, and the two ε placements agree at

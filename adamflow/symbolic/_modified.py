@@ -125,26 +125,6 @@ def modified_coefficients(order: int) -> ModifiedCoefficients:
 
 
 @functools.cache
-def coefficient_values(factor: float, offset: int, order: int) -> tuple[float, ...]:
-    r"""`modified_coefficients` of a drive evaluated at ``beta_1 = factor`` in 40-digit
-    arithmetic (the terms cancel like :math:`1/(1-\beta_1)^j` as :math:`\beta_1 \to 1`);
-    ``offset`` 1 for level 1, 0 above."""
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"an EMA factor must lie in (0, 1), got {factor}")
-    coefficients = modified_coefficients(order)
-    chosen = coefficients.start if offset == 1 else coefficients.end
-    value = sp.Float(repr(float(factor)), 40)
-    return tuple(float(c.subs(pos(B1), value).evalf(40)) for c in chosen)
-
-
-@functools.cache
-def parameter_coefficients(order: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """`modified_coefficients`' ``right`` and ``left`` as floats."""
-    coefficients = modified_coefficients(order)
-    return tuple(float(c) for c in coefficients.right), tuple(float(c) for c in coefficients.left)
-
-
-@functools.cache
 def corrected_flows() -> Derivation:
     r"""Derive the corrected flow of every order (theory/corrected_flow.md §2) by matching
     the one-step maps on exponential sequences; results ``P_start``, ``P_end``, ``Q_right``,
