@@ -222,7 +222,18 @@ def _modules_with_examples() -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("name", _modules_with_examples())
+# Modules whose examples take more than a few seconds (each flow an example runs compiles
+# once): their examples run with -m slow, as .ci/run does.
+SLOW_EXAMPLE_MODULES: frozenset[str] = frozenset()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXAMPLE_MODULES else n
+        for n in _modules_with_examples()
+    ],
+)
 def test_docstring_examples_run(name: str) -> None:
     """Every docstring ``Examples`` section runs and prints what it shows (doctest)."""
     import doctest
