@@ -5,7 +5,7 @@
 Full mode writes the committed figures/ (its documented purpose; the same seed gives the
 same numbers, so a rerun leaves them unchanged). ``--quick`` runs reduced sizes and writes
 a scratch folder, runs/figures-quick/ (ignored by git) unless --out says otherwise, and never
-figures/: its sidecars say "quick": true, and scripts/update_readme.py refuses them. Each
+figures/: its sidecars say "quick": true, and scripts/update_results.py refuses them. Each
 figure is written atomically with a JSON sidecar (parameters, seed, version, results).
 Prints each figure's scalar results and the folder written.
 """

@@ -5,7 +5,7 @@
   tests/conftest.py sets). Tracebacks point at the page and its line.
 - ``mkdocs build --strict`` builds the site into a temporary folder with no warning, and
   the built site has a reference entry for every public name of ``adamflow`` and
-  ``adamflow.symbolic``, every ``theory/*.md`` page and the README's Results.
+  ``adamflow.symbolic``, every ``theory/*.md`` page and the Results page.
 
 The build needs the ``docs`` extra (``pip install -e ".[docs]"``); without MkDocs those tests
 are skipped, saying so. .ci/run installs the extra, so CI runs them.
@@ -105,7 +105,9 @@ def test_the_docs_have_examples() -> None:
     [
         pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p
         for p in pages_with_examples()
-    ],
+    ]
+    # The README's quick start (a corrected2 flow and a comparison: slow, like the pages').
+    + [pytest.param("../README.md", marks=pytest.mark.slow)],
 )
 def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib

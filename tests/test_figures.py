@@ -1,4 +1,5 @@
-"""`scripts/make_figures.py --quick` regenerates every figure; the README shows each one."""
+"""`scripts/make_figures.py --quick` regenerates every figure; the Results page shows each
+one."""
 
 import json
 import re
@@ -51,8 +52,8 @@ def test_quick_mode_writes_every_figure_with_a_sidecar(tmp_path):
 
 
 def test_gallery_lists_every_committed_figure():
-    readme = (ROOT / "README.md").read_text()
-    shown = set(re.findall(r"figures/([\w-]+)\.png", readme))
+    page = (ROOT / "docs" / "results.md").read_text()
+    shown = set(re.findall(r"figures/([\w-]+)\.png", page))
     committed = {p.stem for p in (ROOT / "figures").glob("*.png")}
     assert committed == set(FIGURES), (committed, set(FIGURES))
     assert committed <= shown, committed - shown

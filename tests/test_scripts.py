@@ -292,7 +292,7 @@ def test_make_figures_quick_writes_a_scratch_folder_never_figures(
     assert made == [("trajectories", ROOT / "figures", False)]
 
 
-def test_update_readme_refuses_quick_sidecars(
+def test_update_results_refuses_quick_sidecars(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
@@ -300,16 +300,16 @@ def test_update_readme_refuses_quick_sidecars(
 
     folder = tmp_path / "figures"
     shutil.copytree(ROOT / "figures", folder)
-    readme = tmp_path / "README.md"
-    shutil.copy(ROOT / "README.md", readme)
-    module = script("update_readme")
-    assert module.main(["--check", "--readme", str(readme), "--figures", str(folder)]) == 0
+    page = tmp_path / "results.md"
+    shutil.copy(ROOT / "docs" / "results.md", page)
+    module = script("update_results")
+    assert module.main(["--check", "--page", str(page), "--figures", str(folder)]) == 0
     sidecar = json.loads((folder / "corrected_orders.json").read_text())
     (folder / "corrected_orders.json").write_text(json.dumps({**sidecar, "quick": True}))
-    before = readme.read_bytes()
+    before = page.read_bytes()
     for argv in (["--check"], []):
-        status = module.main([*argv, "--readme", str(readme), "--figures", str(folder)])
+        status = module.main([*argv, "--page", str(page), "--figures", str(folder)])
         err = capsys.readouterr().err
         assert status == 2 and "quick sidecars (corrected_orders)" in err, err
         assert "without --quick" in err
-    assert readme.read_bytes() == before
+    assert page.read_bytes() == before

@@ -1,4 +1,5 @@
-"""The README's Results numbers are generated from the committed figure sidecars."""
+"""The Results page's numbers (docs/results.md) are generated from the committed figure
+sidecars."""
 
 import copy
 import subprocess
@@ -7,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from adamflow.experiments.readme import (
+from adamflow.experiments.results_page import (
     RESULTS_END,
     RESULTS_START,
     load_sidecars,
     lr_text,
+    page_results,
     percent,
-    readme_results,
     results_markdown,
     sci,
     sig,
-    update_readme,
+    update_results,
     with_results,
 )
 
@@ -29,12 +30,12 @@ def sidecars():
     return load_sidecars(ROOT / "figures")
 
 
-def test_committed_readme_holds_the_generated_results(sidecars):
+def test_committed_page_holds_the_generated_results(sidecars):
     # A regenerated figure that changes a number fails here until
-    # `python scripts/update_readme.py` is run and the README committed with it.
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme_results(readme) == results_markdown(sidecars), (
-        "README.md's Results are stale: run python scripts/update_readme.py"
+    # `python scripts/update_results.py` is run and the page committed with it.
+    page = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    assert page_results(page) == results_markdown(sidecars), (
+        "docs/results.md's Results are stale: run python scripts/update_results.py"
     )
 
 
@@ -75,31 +76,31 @@ def test_formatting():
     assert percent(0.99651, 3) == "99.7%"
 
 
-def test_update_readme_rewrites_only_between_the_markers(tmp_path, sidecars):
-    readme = tmp_path / "README.md"
+def test_update_results_rewrites_only_between_the_markers(tmp_path, sidecars):
+    page = tmp_path / "results.md"
     text = f"# title\n\n## Results\n\n{RESULTS_START}\nold numbers\n{RESULTS_END}\n\ntail\n"
-    readme.write_text(text, encoding="utf-8")
-    assert update_readme(readme, ROOT / "figures", check=True) is False
-    assert readme.read_text(encoding="utf-8") == text  # check writes nothing
-    assert update_readme(readme, ROOT / "figures") is False
-    written = readme.read_text(encoding="utf-8")
+    page.write_text(text, encoding="utf-8")
+    assert update_results(page, ROOT / "figures", check=True) is False
+    assert page.read_text(encoding="utf-8") == text  # check writes nothing
+    assert update_results(page, ROOT / "figures") is False
+    written = page.read_text(encoding="utf-8")
     assert written == with_results(text, results_markdown(sidecars))
     assert written.startswith("# title\n\n## Results\n\n") and written.endswith("\n\ntail\n")
-    assert update_readme(readme, ROOT / "figures", check=True) is True
+    assert update_results(page, ROOT / "figures", check=True) is True
 
 
 def test_markers_are_required(tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
-        readme_results("no markers here")
+        page_results("no markers here")
     with pytest.raises(ValueError, match="before"):
-        readme_results(f"{RESULTS_END}\n{RESULTS_START}\n")
+        page_results(f"{RESULTS_END}\n{RESULTS_START}\n")
 
 
 def test_script_check_exit_codes(tmp_path):
-    stale = tmp_path / "README.md"
+    stale = tmp_path / "results.md"
     stale.write_text(f"{RESULTS_START}\nold\n{RESULTS_END}\n", encoding="utf-8")
-    script = [sys.executable, str(ROOT / "scripts" / "update_readme.py"), "--check"]
-    bad = subprocess.run([*script, "--readme", str(stale)], capture_output=True, text=True)
+    script = [sys.executable, str(ROOT / "scripts" / "update_results.py"), "--check"]
+    bad = subprocess.run([*script, "--page", str(stale)], capture_output=True, text=True)
     assert bad.returncode == 1 and "stale" in bad.stdout, bad
     good = subprocess.run(script, capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0, good

@@ -1,12 +1,13 @@
-"""The README's "Results" section, generated from the committed figure sidecars.
+"""The documentation's Results page (``docs/results.md``), generated from the committed
+figure sidecars.
 
-A number in the README comes from a committed file, never typed by hand: each figure of
-``figures/`` has a JSON sidecar (``parameters``, ``seed``, ``adamflow_version`` and its
+A number in the documentation comes from a committed file, never typed by hand: each figure
+of ``figures/`` has a JSON sidecar (``parameters``, ``seed``, ``adamflow_version`` and its
 results, written by `adamflow.experiments.make_figure`), and `results_markdown` formats
-every number of the Results section from them. The README holds that text between
-`RESULTS_START` and `RESULTS_END`; `update_readme` rewrites it (``python
-scripts/update_readme.py``) or, with ``check=True``, only says whether it is stale
-(``tests/test_readme.py`` fails while it is).
+every number of the Results section from them. The page holds that text between
+`RESULTS_START` and `RESULTS_END`; `update_results` rewrites it (``python
+scripts/update_results.py``) or, with ``check=True``, only says whether it is stale
+(``tests/test_results_page.py`` fails while it is).
 
     sidecars = load_sidecars("figures")
     text = results_markdown(sidecars)          # the Markdown between the markers
@@ -24,13 +25,13 @@ from typing import Any
 
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
-#: Column at which the generated Markdown is wrapped (the README's own width).
+#: Column at which the generated Markdown is wrapped.
 WIDTH = 92
 
 Sidecars = Mapping[str, Mapping[str, Any]]
 
 # Names of the convergence figure's specs (adamflow.experiments.convergence); read here as
-# plain strings so that generating the README imports no JAX.
+# plain strings so that generating the page imports no JAX.
 _ADAM, _ADAMW, _KADAM2 = "Adam", "AdamW (λ = 0.05)", "2-Adam"
 # The growth-rate threshold in phase_accuracy's keys.
 _GROWTH_SPLIT = "0.1"
@@ -41,7 +42,7 @@ _GROWTH_SPLIT = "0.1"
 
 class QuickSidecars(ValueError):
     """The sidecars come from ``make_figures.py --quick``: their reduced runs are not the
-    numbers the README quotes."""
+    numbers the Results page quotes."""
 
 
 def is_quick(sidecar: Mapping[str, Any]) -> bool:
@@ -62,7 +63,7 @@ def load_sidecars(figures_dir: str | Path) -> dict[str, dict[str, Any]]:
     quick = [name for name, sidecar in sidecars.items() if is_quick(sidecar)]
     if quick:
         raise QuickSidecars(
-            f"{folder} holds quick sidecars ({', '.join(quick)}): the README quotes the full "
+            f"{folder} holds quick sidecars ({', '.join(quick)}): the Results page quotes the full "
             "figures; run python scripts/make_figures.py (without --quick) to regenerate them"
         )
     return sidecars
@@ -233,13 +234,13 @@ def _flat_stretch(conv: Mapping[str, Any]) -> str:
         f"{fixed(ex[_ADAM]['cosine'])} for Adam) and e₁ is small: |e₁| = "
         f"{sig(ex[_ADAMW]['e1_norm'])} against |e₂| = {sig(ex[_ADAMW]['e2_norm'])} (AdamW), "
         f"{sig(ex[_ADAM]['e1_norm'])} against {sig(ex[_ADAM]['e2_norm'])} (Adam). The two "
-        "terms cancel near η* = −e₁·e₂/|e₂|² = "
-        f"{sci(star)} (AdamW) and {sci(ex[_ADAM]['cancellation_lr'])} (Adam). Above η* the "
-        "O(η²) term dominates (local slopes near 2 just above η*, flatter at the largest lrs "
-        "where higher orders enter); around η* AdamW's error is flat, falling only from "
+        "terms cancel near η\\* = −e₁·e₂/|e₂|² = "
+        f"{sci(star)} (AdamW) and {sci(ex[_ADAM]['cancellation_lr'])} (Adam). Above η\\* the "
+        "O(η²) term dominates (local slopes near 2 just above η\\*, flatter at the largest lrs "
+        "where higher orders enter); around η\\* AdamW's error is flat, falling only from "
         f"{sci(errors[above])} to {sci(errors[below])} between lr {lr_text(above)} and "
-        f"{lr_text(below)}; well below η* the order is 1. Weight decay is what moves AdamW's "
-        "η* up: the discrete step applies the decay −ηλθ by explicit Euler, which adds "
+        f"{lr_text(below)}; well below η\\* the order is 1. Weight decay is what moves AdamW's "
+        "η\\* up: the discrete step applies the decay −ηλθ by explicit Euler, which adds "
         f"½λ(θ(t) − θ₀) to e₁ (predicted length {sig(decay['predicted'])}, measured AdamW − "
         f"Adam difference {sig(decay['measured'])}), making AdamW's |e₁| {ratio:.0f}× "
         f"Adam's. For 2-Adam |e₁| is below what these runs resolve "
@@ -322,12 +323,12 @@ _BULLETS: tuple[tuple[str, tuple[str, ...], Callable[..., str]], ...] = (
 
 
 def results_markdown(sidecars: Sidecars) -> str:
-    """The README's Results text (Markdown, ending in a newline), every number formatted
+    """The Results text (Markdown, ending in a newline), every number formatted
     from ``sidecars`` (`load_sidecars`); a missing figure or key raises ``KeyError``."""
     intro = textwrap.fill(
         "Measured by the tests, the scripts and the figures below. Every number here is "
         "generated from the committed sidecars `figures/*.json` by `python "
-        "scripts/update_readme.py`; `tests/test_readme.py` fails when they disagree.",
+        "scripts/update_results.py`; `tests/test_results_page.py` fails when they disagree.",
         width=WIDTH,
         break_long_words=False,
         break_on_hyphens=False,
@@ -338,41 +339,42 @@ def results_markdown(sidecars: Sidecars) -> str:
     return intro + "\n\n" + "\n".join(bullets) + "\n"
 
 
-# ----------------------------------------------------------------------------- the README
+# ------------------------------------------------------------------------------- the page
 
 
-def _bounds(readme: str) -> tuple[int, int]:
-    if readme.count(RESULTS_START) != 1 or readme.count(RESULTS_END) != 1:
-        raise ValueError(f"the README needs exactly one {RESULTS_START} and one {RESULTS_END}")
-    start = readme.index(RESULTS_START) + len(RESULTS_START)
-    end = readme.index(RESULTS_END)
+def _bounds(page: str) -> tuple[int, int]:
+    if page.count(RESULTS_START) != 1 or page.count(RESULTS_END) != 1:
+        raise ValueError(f"the page needs exactly one {RESULTS_START} and one {RESULTS_END}")
+    start = page.index(RESULTS_START) + len(RESULTS_START)
+    end = page.index(RESULTS_END)
     if end < start:
         raise ValueError(f"{RESULTS_END} comes before {RESULTS_START}")
     return start, end
 
 
-def readme_results(readme: str) -> str:
-    """The text between the README's markers (without the newline after the start)."""
-    start, end = _bounds(readme)
-    return readme[start:end].removeprefix("\n")
+def page_results(page: str) -> str:
+    """The text between the page's markers (without the newline after the start)."""
+    start, end = _bounds(page)
+    return page[start:end].removeprefix("\n")
 
 
-def with_results(readme: str, results: str) -> str:
-    """``readme`` with the text between its markers replaced by ``results``."""
-    start, end = _bounds(readme)
-    return readme[:start] + "\n" + results + readme[end:]
+def with_results(page: str, results: str) -> str:
+    """``page`` with the text between its markers replaced by ``results``."""
+    start, end = _bounds(page)
+    return page[:start] + "\n" + results + page[end:]
 
 
-def update_readme(readme_path: str | Path, figures_dir: str | Path, *, check: bool = False) -> bool:
-    """Regenerate the Results block of ``readme_path`` from ``figures_dir``'s sidecars.
+def update_results(page_path: str | Path, figures_dir: str | Path, *, check: bool = False) -> bool:
+    """Regenerate the Results block of ``page_path`` (``docs/results.md``) from
+    ``figures_dir``'s sidecars.
 
-    Returns ``True`` when the README already held the generated text. Unless ``check``,
-    a stale README is rewritten (only between the markers)."""
-    path = Path(readme_path)
-    readme = path.read_text(encoding="utf-8")
+    Returns ``True`` when the page already held the generated text. Unless ``check``, a
+    stale page is rewritten (only between the markers)."""
+    path = Path(page_path)
+    page = path.read_text(encoding="utf-8")
     generated = results_markdown(load_sidecars(figures_dir))
-    if readme_results(readme) == generated:
+    if page_results(page) == generated:
         return True
     if not check:
-        path.write_text(with_results(readme, generated), encoding="utf-8")
+        path.write_text(with_results(page, generated), encoding="utf-8")
     return False
