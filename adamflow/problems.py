@@ -74,6 +74,30 @@ class Problem:
         elsewhere). Optional; sweeps use it to track silences once for all cells instead of
         reading them off each cell's gradient (``None``: a silence is ``g == 0``).
     params : the constructor's arguments, recorded in sidecars and checkpoint fingerprints.
+
+    Raises
+    ------
+    TypeError
+        ``name`` not a non-empty string; ``grad`` not callable; ``loss``, ``gate`` or
+        ``support`` neither callable nor ``None``.
+    ValueError
+        ``theta0`` holds no array.
+
+    Examples
+    --------
+    A gradient that is zero after step 2 (the gate), checked by `validate`:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from adamflow.problems import Problem
+    >>> problem = Problem("line", jnp.zeros(3), lambda theta, key: jnp.ones_like(theta),
+    ...                   gate=lambda step: step <= 2)
+    >>> problem.validate()
+    >>> problem.size
+    3
+    >>> key = jax.random.PRNGKey(0)
+    >>> [problem.step_gradient(problem.theta0, key, n).tolist() for n in (2, 3)]
+    [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
     """
 
     name: str
@@ -100,7 +124,34 @@ class Problem:
 
     def step_gradient(self, theta: PyTree, key: jax.Array, step: Any) -> PyTree:
         r"""The gradient of step ``n``: :math:`g_n = \mathrm{gate}(n)\,\mathrm{grad}(\theta, k_n)`,
-        an exact zero where the gate is off (never ``0·inf``)."""
+        an exact zero where the gate is off (never ``0·inf``).
+
+        Parameters
+        ----------
+        theta : PyTree
+            The parameters, structured like ``theta0``.
+        key : jax.Array
+            The PRNG key of this step, passed to ``grad``.
+        step : int | jax.Array
+            The step number ``n`` (from 1), passed to ``gate``; JAX-traceable.
+
+        Returns
+        -------
+        PyTree
+            ``grad(theta, key)``, or zeros of its shape where ``gate(step)`` is false.
+
+        Raises
+        ------
+        Nothing: it checks nothing itself; what ``grad`` or ``gate`` raise propagates.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from adamflow.problems import switch_off
+        >>> problem = switch_off(dim=2, n0=3)
+        >>> [problem.step_gradient(problem.theta0, None, n).tolist() for n in (3, 4)]
+        [[1.0, 0.1], [0.0, 0.0]]
+        """
         g = self.grad(theta, key)
         if self.gate is None:
             return g
@@ -109,7 +160,33 @@ class Problem:
 
     def step_support(self, key: jax.Array, step: Any) -> PyTree | None:
         """Which coordinates receive a gradient at step ``n`` (``gate(n)`` and
-        ``support(key)``), or ``None`` when the problem declares no ``support``."""
+        ``support(key)``), or ``None`` when the problem declares no ``support``.
+
+        Parameters
+        ----------
+        key : jax.Array
+            The PRNG key of this step, passed to ``support``.
+        step : int | jax.Array
+            The step number ``n`` (from 1), passed to ``gate``; JAX-traceable.
+
+        Returns
+        -------
+        PyTree | None
+            Booleans shaped like ``theta0`` (``support(key) & gate(step)``), or ``None``
+            without ``support``.
+
+        Raises
+        ------
+        Nothing: it checks nothing itself; what ``support`` or ``gate`` raise propagates.
+
+        Examples
+        --------
+        >>> import jax
+        >>> from adamflow.problems import sparse
+        >>> seen = sparse(dim=4, p=0.5).step_support(jax.random.PRNGKey(0), 1)
+        >>> seen.shape, str(seen.dtype)
+        ((4,), 'bool')
+        """
         if self.support is None:
             return None
         seen = self.support(key)
@@ -129,6 +206,34 @@ class Problem:
         ``TypeError`` naming the expected signature; a result of the wrong structure or
         shape a ``ValueError`` naming the function, the expected and the received shapes.
         `adamflow.phase_diagram` calls this before it compiles anything.
+
+        Returns
+        -------
+        None
+            Nothing; it returns only when every function passes.
+
+        Raises
+        ------
+        TypeError
+            ``grad``, ``gate``, ``support`` or ``loss`` cannot be called as
+            ``grad(theta, key)``, ``gate(step)``, ``support(key)``, ``loss(theta)``.
+        ValueError
+            ``grad`` returns another structure or shapes than ``theta0``, or non-floating
+            arrays; ``gate`` not one scalar; ``support`` not booleans shaped like
+            ``theta0``; ``loss`` not a scalar.
+        Exception
+            Whatever tracing one of the functions raises, with a note naming the function
+            and the problem.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from adamflow.problems import Problem
+        >>> bad = Problem("bad", jnp.zeros(3), lambda theta, key: jnp.zeros(2))
+        >>> bad.validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: grad must return a gradient with the structure and shapes of theta0: ...
         """
         theta = jax.tree_util.tree_map(jnp.asarray, self.theta0)
         key = jax.random.PRNGKey(0)
@@ -161,11 +266,44 @@ class Problem:
 
     @property
     def size(self) -> int:
-        """Number of scalar parameters."""
+        """Number of scalar parameters.
+
+        Returns
+        -------
+        int
+            The total size of the arrays of ``theta0``.
+
+        Examples
+        --------
+        >>> from adamflow.problems import mlp_digits
+        >>> mlp_digits(hidden=8).size  # 64·8 + 8 + 8·10 + 10
+        610
+        """
         return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.theta0)))
 
     def fingerprint(self) -> dict[str, Any]:
-        """Name, parameters and a hash of ``theta0``: what identifies the problem's numbers."""
+        """Name, parameters and a hash of ``theta0``: what identifies the problem's numbers.
+
+        Returns
+        -------
+        dict[str, Any]
+            ``name``, ``params`` (made JSON-able; values JSON cannot hold become strings)
+            and ``theta0_sha256`` (16 hex digits of the SHA-256 of ``theta0``'s float64
+            bytes and shapes).
+
+        Raises
+        ------
+        TypeError
+            A key of ``params`` that JSON cannot hold (not a str, int, float, bool or
+            ``None``); values it cannot hold are written as text.
+
+        Examples
+        --------
+        >>> from adamflow.problems import quadratic
+        >>> fp = quadratic(dim=3).fingerprint()
+        >>> fp["name"], fp["params"], len(fp["theta0_sha256"])
+        ('quadratic', {'dim': 3, 'condition': 100.0, 'seed': 0}, 16)
+        """
         digest = hashlib.sha256()
         for leaf in jax.tree_util.tree_leaves(self.theta0):
             array = np.ascontiguousarray(np.asarray(leaf, dtype=np.float64))
@@ -262,6 +400,40 @@ def sparse(dim: int = 32, p: float = 0.02, condition: float = 1.0, seed: int = 0
     :math:`\xi_{n,i}\sim\mathrm{Bernoulli}(p)` drawn from the step's key. Between two
     draws a coordinate's gradient is exactly zero and Adam's update grows by
     :math:`\beta_1/\sqrt\beta_2` per step (theory/stability.md §1). ``θ0 = 0``, ``θ* ~ N(0, 1)``.
+
+    Parameters
+    ----------
+    dim : int
+        Number of coordinates (>= 1).
+    p : float
+        Probability that a coordinate receives its gradient at a step, in (0, 1].
+    condition : float
+        Curvatures :math:`h_i` log-spaced from 1 down to ``1/condition`` (>= 1).
+    seed : int
+        Seed of the targets :math:`\theta^*` (>= 0).
+
+    Returns
+    -------
+    Problem
+        ``"sparse"``, with ``loss`` and ``support`` (the Bernoulli mask of the step's key).
+
+    Raises
+    ------
+    ValueError
+        ``dim`` < 1 or ``seed`` < 0 or either not an integer; ``p`` outside (0, 1];
+        ``condition`` < 1 or not finite.
+    TypeError
+        ``p`` or ``condition`` not a real number.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from adamflow.problems import sparse
+    >>> problem = sparse(dim=4, p=0.5)
+    >>> g = problem.step_gradient(problem.theta0, jax.random.PRNGKey(0), 1)
+    >>> seen = problem.step_support(jax.random.PRNGKey(0), 1)
+    >>> bool(((g != 0) == seen).all()), problem.size
+    (True, 4)
     """
     dim = check_int("dim", dim, 1)
     p = check_real("p", p, 0.0, 1.0, low_open=True)
@@ -294,6 +466,37 @@ def switch_off(dim: int = 1, n0: int = 1000, scale: float = 1.0) -> Problem:
     :math:`|u|` changes by exactly :math:`\ln(\beta_1/\sqrt\beta_2)` per step (up to the
     bias-correction factors, which tend to 1) until :math:`\sqrt{\hat v}` falls to
     :math:`\varepsilon` (theory/stability.md §1).
+
+    Parameters
+    ----------
+    dim : int
+        Number of coordinates (>= 1).
+    n0 : int
+        The last step with a gradient (>= 1).
+    scale : float
+        :math:`c_0`, the gradient of the first coordinate (> 0).
+
+    Returns
+    -------
+    Problem
+        ``"switch_off"``, with ``loss``, ``gate`` (``step <= n0``) and ``support`` (every
+        coordinate).
+
+    Raises
+    ------
+    ValueError
+        ``dim`` or ``n0`` < 1 or not an integer; ``scale`` <= 0 or not finite.
+    TypeError
+        ``scale`` not a real number.
+
+    Examples
+    --------
+    >>> from adamflow.problems import switch_off
+    >>> problem = switch_off(dim=3, n0=10, scale=2.0)
+    >>> [round(x, 6) for x in problem.step_gradient(problem.theta0, None, 10).tolist()]
+    [2.0, 0.2, 0.02]
+    >>> problem.step_gradient(problem.theta0, None, 11).tolist()
+    [0.0, 0.0, 0.0]
     """
     dim = check_int("dim", dim, 1)
     n0 = check_int("n0", n0, 1)
@@ -324,7 +527,39 @@ def quadratic(dim: int = 16, condition: float = 100.0, seed: int = 0) -> Problem
     r"""A full-gradient quadratic: :math:`L = \tfrac12\sum_i h_i(\theta_i-\theta^*_i)^2`,
     :math:`h_i` log-spaced from 1 to ``1/condition``, ``θ0 = 0``, ``θ* ~ N(0, 1)``.
     Deterministic; no coordinate's gradient ever vanishes exactly, so Adam's update stays
-    bounded for every (β₁, β₂) (the control case of theory/stability.md)."""
+    bounded for every (β₁, β₂) (the control case of theory/stability.md).
+
+    Parameters
+    ----------
+    dim : int
+        Number of coordinates (>= 1).
+    condition : float
+        Ratio of the largest to the smallest curvature (>= 1).
+    seed : int
+        Seed of the targets :math:`\theta^*` (>= 0).
+
+    Returns
+    -------
+    Problem
+        ``"quadratic"``, with ``loss`` and ``support`` (every coordinate); its ``grad``
+        ignores the key.
+
+    Raises
+    ------
+    ValueError
+        ``dim`` < 1 or ``seed`` < 0 or either not an integer; ``condition`` < 1 or not
+        finite.
+    TypeError
+        ``condition`` not a real number.
+
+    Examples
+    --------
+    >>> from adamflow.problems import quadratic
+    >>> problem = quadratic(dim=3, condition=100.0)
+    >>> g = problem.step_gradient(problem.theta0, None, 1)  # h * (0 - target)
+    >>> g.shape, bool((g != 0).all())
+    ((3,), True)
+    """
     dim = check_int("dim", dim, 1)
     condition = check_real("condition", condition, 1.0)
     seed = check_int("seed", seed, 0)
@@ -352,6 +587,41 @@ def logistic(
     :math:`x_j\sim N(0, I)`, :math:`y_j = \mathrm{sign}(x_j\cdot w^* + 0.5\,\xi_j)`; each
     step's gradient uses ``batch`` samples drawn (with replacement) from the step's key.
     Its gradients never vanish exactly (a control case of theory/stability.md).
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of synthetic samples N (>= 1).
+    dim : int
+        Number of features and weights (>= 1).
+    batch : int
+        Samples per step's minibatch (>= 1).
+    l2 : float
+        The L2 penalty :math:`l_2` (>= 0).
+    seed : int
+        Seed of the data and of :math:`w^*` (>= 0).
+
+    Returns
+    -------
+    Problem
+        ``"logistic"``, starting at ``w = 0``, with ``loss`` (the full-data objective) and
+        ``support`` (every coordinate).
+
+    Raises
+    ------
+    ValueError
+        ``n_samples``, ``dim`` or ``batch`` < 1, or ``seed`` < 0, or one of them not an
+        integer; ``l2`` < 0 or not finite.
+    TypeError
+        ``l2`` not a real number.
+
+    Examples
+    --------
+    >>> import math
+    >>> from adamflow.problems import logistic
+    >>> problem = logistic(n_samples=64, dim=3, batch=8)
+    >>> math.isclose(float(problem.loss(problem.theta0)), math.log(2))  # at w = 0
+    True
     """
     n_samples = check_int("n_samples", n_samples, 1)
     dim = check_int("dim", dim, 1)
@@ -391,6 +661,23 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     Returns ``(images, labels)``: 1797 rows of 64 pixel intensities in 0..16 (float64)
     and their classes 0..9 (int64), both read-only (the arrays are cached). scikit-learn is
     imported here, on first use, so ``import adamflow`` does not load it.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        ``images`` (1797, 64) float64 and ``labels`` (1797,) int64, not writeable.
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed.
+
+    Examples
+    --------
+    >>> from adamflow.problems import load_digits
+    >>> images, labels = load_digits()
+    >>> images.shape, labels.shape, int(images.max()), sorted(set(labels.tolist()))
+    ((1797, 64), (1797,), 16, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -411,6 +698,35 @@ def mlp_digits(hidden: int = 16, batch: int = 32, seed: int = 0) -> Problem:
     step's gradient uses ``batch`` images drawn from the step's key. A hidden unit that is
     off for the whole minibatch gives exact zeros in its weights' gradients, where Adam's
     update grows as in theory/stability.md §2.
+
+    Parameters
+    ----------
+    hidden : int
+        Number of hidden units (>= 1).
+    batch : int
+        Images per step's minibatch (>= 1).
+    seed : int
+        Seed of the initial weights (>= 0).
+
+    Returns
+    -------
+    Problem
+        ``"mlp_digits"``, parameters ``{"w1", "b1", "w2", "b2"}``, with ``loss`` (over all
+        1797 images) and no ``support`` (its zeros depend on the parameters).
+
+    Raises
+    ------
+    ValueError
+        ``hidden`` or ``batch`` < 1, or ``seed`` < 0, or one of them not an integer.
+    ImportError
+        scikit-learn is not installed (`load_digits`).
+
+    Examples
+    --------
+    >>> from adamflow.problems import mlp_digits
+    >>> problem = mlp_digits(hidden=8)
+    >>> sorted(problem.theta0), problem.theta0["w1"].shape, problem.support is None
+    (['b1', 'b2', 'w1', 'w2'], (64, 8), True)
     """
     hidden = check_int("hidden", hidden, 1)
     batch = check_int("batch", batch, 1)
@@ -462,7 +778,36 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
 
 def get(name: str, **kwargs: Any) -> Problem:
     """The built-in problem ``name`` made with ``kwargs`` (see `PROBLEMS`; the objectives of
-    the stability maps, theory/stability.md)."""
+    the stability maps, theory/stability.md).
+
+    Parameters
+    ----------
+    name : str
+        A key of `PROBLEMS`: ``"sparse"``, ``"switch_off"``, ``"quadratic"``,
+        ``"logistic"`` or ``"mlp_digits"``.
+    **kwargs : Any
+        Keyword arguments of that problem's function (`sparse`, `switch_off`, ...).
+
+    Returns
+    -------
+    Problem
+        ``PROBLEMS[name](**kwargs)``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a key of `PROBLEMS`; or the problem's function refuses an
+        argument.
+    TypeError
+        A keyword the problem's function does not take, or an argument it refuses.
+
+    Examples
+    --------
+    >>> from adamflow.problems import get
+    >>> problem = get("quadratic", dim=3)
+    >>> problem.name, problem.params
+    ('quadratic', {'dim': 3, 'condition': 100.0, 'seed': 0})
+    """
     if name not in PROBLEMS:
         raise ValueError(f"problem must be one of {sorted(PROBLEMS)}, got {name!r}")
     return PROBLEMS[name](**kwargs)
