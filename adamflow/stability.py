@@ -56,7 +56,37 @@ def is_stable(b1: Any, b2: Any, convention: str = "exact") -> Any:
     optimizer's): :math:`\beta_2 > \beta_1^2` or :math:`\beta_1 = 0`. ``"euler"`` and
     ``"paper"``: the continuous condition :math:`b < 2a` under that convention's rates,
     :math:`\beta_2 > 2\beta_1 - 1` and :math:`\beta_2 > \beta_1/(2-\beta_1)` (the paper's
-    :math:`C > 0`); :math:`\beta_1 = 0` is bounded in every convention."""
+    :math:`C > 0`); :math:`\beta_1 = 0` is bounded in every convention.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    convention : str, optional
+        ``"exact"`` (the discrete optimizer's), ``"euler"`` or ``"paper"`` (the moment rates
+        of `adamflow.rules.moment_rate`).
+
+    Returns
+    -------
+    bool | np.ndarray
+        A bool for scalar inputs, else a bool array of the broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If ``b1`` or ``b2`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), or their shapes do not broadcast;
+        or ``convention`` is not one of the three.
+
+    Examples
+    --------
+    >>> from adamflow.stability import is_stable
+    >>> is_stable(0.9, 0.999), is_stable(0.9, 0.8)  # b2 > b1**2 = 0.81?
+    (True, False)
+    >>> is_stable([0.9, 0.99], 0.95).tolist()
+    [True, False]
+    """
     check_choice("convention", convention, CONVENTIONS)
     b1, b2 = _b1_b2(b1, b2)
     if convention != "exact":  # b1 = 0: no memory in m, |u| <= 1 whatever b2 (as exact)
@@ -73,6 +103,34 @@ def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
     :math:`\sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta_1}{\sqrt{1-\beta_2}}
     \sqrt{(r^n - 1)/(r - 1)}`, :math:`r = \beta_1^2/\beta_2` (:math:`\sqrt n` factor at
     :math:`r = 1`), finite everywhere.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    n : int | None, optional
+        ``None`` for the supremum over all steps, else the number of steps (>= 1).
+
+    Returns
+    -------
+    float | np.ndarray
+        The bound, a float for scalar inputs, else an array of the broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If ``b1`` or ``b2`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), or their shapes do not broadcast;
+        or ``n`` is not an integer >= 1.
+
+    Examples
+    --------
+    >>> from adamflow.stability import update_bound
+    >>> round(update_bound(0.9, 0.999), 6), update_bound(0.9, 0.5)
+    (7.270292, inf)
+    >>> round(update_bound(0.9, 0.5, n=10), 6)
+    1.995919
     """
     b1, b2 = _b1_b2(b1, b2)
     scale = (1.0 - b1) / np.sqrt(1.0 - b2)
@@ -96,7 +154,37 @@ def log_growth(b1: Any, b2: Any, convention: str = "exact") -> Any:
     rates (theory/stability.md §1). ``"exact"`` (what the discrete optimizer does):
     :math:`\ln(\beta_1/\sqrt{\beta_2}) = \tfrac12\ln(1/\beta_2) - \ln(1/\beta_1)`;
     ``"euler"``: :math:`((1-\beta_2) - 2(1-\beta_1))/2`; ``"paper"``: :math:`-C/2`
-    (`paper_criterion`). Growth where positive. ``nan`` at ``b1 = b2 = 0``."""
+    (`paper_criterion`). Growth where positive. ``nan`` at ``b1 = b2 = 0``.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    convention : str, optional
+        ``"exact"`` (the discrete optimizer's), ``"euler"`` or ``"paper"`` (the moment rates
+        of `adamflow.rules.moment_rate`).
+
+    Returns
+    -------
+    float | np.ndarray
+        The signed rate per step, a float for scalar inputs, else an array.
+
+    Raises
+    ------
+    TypeError
+        If ``b1`` or ``b2`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), or their shapes do not broadcast;
+        or ``convention`` is not one of the three.
+
+    Examples
+    --------
+    >>> from adamflow.stability import log_growth
+    >>> round(log_growth(0.9, 0.999), 6), round(log_growth(0.9, 0.5), 6)
+    (-0.10486, 0.241213)
+    >>> round(log_growth(0.9, 0.5, "euler"), 6)
+    0.15
+    """
     check_choice("convention", convention, CONVENTIONS)
     b1, b2 = _b1_b2(b1, b2)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -109,7 +197,31 @@ def paper_criterion(b1: Any, b2: Any) -> Any:
     r"""The paper's stability quantity :math:`C = 2(1-\beta_1)/\beta_1 - (1-\beta_2)/\beta_2`
     (its Eq. 6 in Adam's letters; theory/stability.md §1): bounded updates for :math:`C > 0`
     and growth by :math:`|C|/2` per step for :math:`C < 0` in its model. It is
-    :math:`-2` `log_growth` ``(b1, b2, "paper")``."""
+    :math:`-2` `log_growth` ``(b1, b2, "paper")``.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+
+    Returns
+    -------
+    float | np.ndarray
+        :math:`C`, a float for scalar inputs, else an array (``inf`` where ``b1 = 0``).
+
+    Raises
+    ------
+    TypeError
+        If ``b1`` or ``b2`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), or their shapes do not broadcast.
+
+    Examples
+    --------
+    >>> from adamflow.stability import paper_criterion
+    >>> round(paper_criterion(0.9, 0.999), 6), round(paper_criterion(0.9, 0.5), 6)
+    (0.221221, -0.777778)
+    """
     return _result(-2.0 * np.asarray(log_growth(b1, b2, "paper")))
 
 
@@ -118,7 +230,37 @@ def growth_rate(b1: Any, b2: Any, convention: str = "exact") -> Any:
     (:math:`\max(0, \ln(\beta_1/\sqrt\beta_2))` in the default ``"exact"`` convention,
     :math:`\max(0, -C/2)` in ``"paper"``): zero in the stable region, ``inf`` for
     ``b2 = 0 < b1``. In time :math:`t = n\eta` the rate is this divided by η,
-    :math:`b/2 - a` (theory/stability.md §1)."""
+    :math:`b/2 - a` (theory/stability.md §1).
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    convention : str, optional
+        ``"exact"`` (the discrete optimizer's), ``"euler"`` or ``"paper"`` (the moment rates
+        of `adamflow.rules.moment_rate`).
+
+    Returns
+    -------
+    float | np.ndarray
+        The rate (>= 0), a float for scalar inputs, else an array.
+
+    Raises
+    ------
+    TypeError
+        If ``b1`` or ``b2`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), or their shapes do not broadcast;
+        or ``convention`` is not one of the three.
+
+    Examples
+    --------
+    >>> from adamflow.stability import growth_rate
+    >>> growth_rate(0.9, 0.999), round(growth_rate(0.9, 0.5), 6)
+    (0.0, 0.241213)
+    >>> round(growth_rate(0.9, 0.5, "paper"), 6), growth_rate(0.5, 0.0)
+    (0.388889, inf)
+    """
     rate = np.asarray(log_growth(b1, b2, convention))
     return _result(np.where(np.isnan(rate) | (rate < 0.0), 0.0, rate))
 
@@ -135,7 +277,43 @@ def eps_capped_amplification(
     the exact maximum over continuous steps, :math:`p^p(1-p)^{1-p}(G/\varepsilon)^{1-p}`
     (a factor 1/2 to 1 below), reached at :math:`\beta_2^{\nu/2} = p\varepsilon/((1-p)G)`.
     Where there is no growth (stable region, or the peak would come before the switch-off)
-    the largest update is the first, :math:`G/(G+\varepsilon)`, and that is returned.
+    the largest update is the first, :math:`G/(G+\varepsilon)`, and that is returned
+    (theory/stability.md §2).
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    grad_scale : Any
+        :math:`G`, the gradient's size before it switches off, > 0.
+    eps : Any
+        :math:`\varepsilon` > 0.
+    sharp : bool, optional
+        The exact maximum instead of the simple estimate.
+
+    Returns
+    -------
+    float | np.ndarray
+        The largest :math:`|u|`, a float for scalar inputs, else an array of the broadcast
+        shape of all four arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``b1``, ``b2``, ``grad_scale`` or ``eps`` is not a number or an array of numbers.
+    ValueError
+        If an entry of ``b1`` or ``b2`` is not in [0, 1), of ``grad_scale`` or ``eps`` not
+        finite and > 0, or the shapes do not broadcast.
+
+    Examples
+    --------
+    >>> from adamflow.stability import eps_capped_amplification
+    >>> round(eps_capped_amplification(0.9, 0.5, 1.0, 1e-8))  # (G/eps)**(1 - p)
+    369786
+    >>> round(eps_capped_amplification(0.9, 0.5, 1.0, 1e-8, sharp=True))
+    200077
+    >>> round(eps_capped_amplification(0.9, 0.999, 1.0, 1e-8), 6)  # stable: G/(G + eps)
+    1.0
     """
     b1, b2 = _b1_b2(b1, b2)
     G = check_array("grad_scale", grad_scale, 0.0, low_open=True)
