@@ -226,7 +226,7 @@ def _modules_with_examples() -> list[str]:
 
 # Modules whose examples take more than a few seconds (each flow an example runs compiles
 # once): their examples run with -m slow, as .ci/run does.
-SLOW_EXAMPLE_MODULES: frozenset[str] = frozenset()
+SLOW_EXAMPLE_MODULES: frozenset[str] = frozenset({"adamflow.phase._distributed"})
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,29 @@ FORMAT = "adamflow.phase_checkpoint/1"
 class CheckpointExists(FileExistsError):
     """The checkpoint folder already holds finished chunks of this very sweep and
     ``resume=True`` was not given: reuse them with ``resume=True`` or remove the folder
-    (`clear_checkpoint`). ``folder``, ``saved`` and ``total`` say where and how many."""
+    (`clear_checkpoint`). ``folder``, ``saved`` and ``total`` say where and how many.
+
+    A ``FileExistsError``; `adamflow.phase_diagram` raises it.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The checkpoint folder (kept as the attribute ``folder``).
+    saved : int
+        How many chunks are finished there (``saved``).
+    total : int
+        How many chunks the sweep has (``total``).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from adamflow.phase import CheckpointExists
+    >>> error = CheckpointExists(Path("sweep"), 2, 5)
+    >>> isinstance(error, FileExistsError), error.saved, error.total
+    (True, 2, 5)
+    >>> print(error)
+    checkpoint sweep already holds 2 of 5 finished chunks of this sweep: pass resume=True ...
+    """
 
     def __init__(self, folder: Path, saved: int, total: int) -> None:
         super().__init__(
@@ -49,7 +71,25 @@ class CheckpointExists(FileExistsError):
 
 class CheckpointMismatch(ValueError):
     """The checkpoint folder holds a checkpoint made with other parameters (``differing``
-    lists them); it is never mixed in: pass another folder or remove this one."""
+    lists them); it is never mixed in: pass another folder or remove this one.
+
+    A ``ValueError``; `adamflow.phase_diagram` raises it.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The checkpoint folder (kept as the attribute ``folder``).
+    differing : list[str]
+        The keys of ``meta.json`` whose values differ (``differing``).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from adamflow.phase import CheckpointMismatch
+    >>> error = CheckpointMismatch(Path("sweep"), ["lr", "steps"])
+    >>> isinstance(error, ValueError), error.differing
+    (True, ['lr', 'steps'])
+    """
 
     def __init__(self, folder: Path, differing: list[str]) -> None:
         super().__init__(
@@ -62,7 +102,29 @@ class CheckpointMismatch(ValueError):
 
 class SweepInterrupted(KeyboardInterrupt):
     """A sweep with a checkpoint was interrupted (Ctrl-C); the ``saved`` finished chunks of
-    ``total`` are in ``folder`` and a rerun with ``resume=True`` continues from them."""
+    ``total`` are in ``folder`` and a rerun with ``resume=True`` continues from them.
+
+    A ``KeyboardInterrupt``; `adamflow.phase_diagram` raises it.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The checkpoint folder (kept as the attribute ``folder``).
+    saved : int
+        How many chunks are finished there (``saved``).
+    total : int
+        How many chunks the sweep has (``total``).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from adamflow.phase import SweepInterrupted
+    >>> error = SweepInterrupted(Path("sweep"), 3, 8)
+    >>> isinstance(error, KeyboardInterrupt), isinstance(error, Exception)
+    (True, False)
+    >>> print(error)
+    sweep interrupted: 3 of 8 chunks saved in sweep; rerun with resume=True to continue
+    """
 
     def __init__(self, folder: Path, saved: int, total: int) -> None:
         super().__init__(
@@ -160,7 +222,37 @@ def write_chunk(path: Path, piece: dict[str, np.ndarray]) -> None:
 
 def clear_checkpoint(folder: str | Path) -> None:
     """Delete a checkpoint folder written by `adamflow.phase_diagram` (its ``meta.json``
-    and chunk files only; the folder itself is removed when nothing else is left in it)."""
+    and chunk files only; the folder itself is removed when nothing else is left in it).
+
+    Parameters
+    ----------
+    folder : str | pathlib.Path
+        The checkpoint folder; one that does not exist (or is not a folder) is left alone.
+
+    Returns
+    -------
+    None
+        Nothing.
+
+    Raises
+    ------
+    OSError
+        A file or the folder cannot be removed (e.g. no write permission).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from adamflow.phase import clear_checkpoint
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = Path(tmp) / "sweep"
+    ...     folder.mkdir()
+    ...     for name in ("meta.json", "chunk_00000.npz"):
+    ...         (folder / name).touch()
+    ...     clear_checkpoint(folder)
+    ...     print(folder.exists())
+    False
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return

@@ -56,7 +56,46 @@ def initialize_distributed(
     number of processes and this process's index given here or in the environment
     (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``); without them
     JAX detects the cluster itself (SLURM, Open MPI, ...). On CPU the collectives are gloo.
-    Call it before anything else uses JAX; a second call does nothing."""
+    Call it before anything else uses JAX; a second call does nothing.
+
+    Parameters
+    ----------
+    coordinator_address : str | None, optional
+        ``"host:port"`` of process 0's coordinator (default: ``JAX_COORDINATOR_ADDRESS``,
+        else detected by JAX).
+    num_processes : int | None, optional
+        Number of processes of the job (default: ``JAX_NUM_PROCESSES``, else detected).
+    process_id : int | None, optional
+        This process's index, from 0 (default: ``JAX_PROCESS_ID``, else detected).
+
+    Returns
+    -------
+    None
+        Nothing; afterwards ``jax.process_count()`` is the job's number of processes.
+
+    Raises
+    ------
+    ValueError
+        ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID`` is set but not an integer; or (from
+        ``jax.distributed.initialize``) the coordinator, the number of processes or this
+        process's index is neither given nor detected, or the index is not in
+        ``[0, num_processes)``.
+    TypeError
+        ``num_processes`` or ``process_id`` not an integer (from JAX).
+    RuntimeError
+        JAX has already initialized its backends in this process (from JAX).
+
+    Examples
+    --------
+    Two local processes (`launch_local` sets the environment) join one job:
+
+    >>> import sys
+    >>> from adamflow.phase import launch_local
+    >>> code = ("import jax; from adamflow.phase import initialize_distributed; "
+    ...         "initialize_distributed(); assert jax.process_count() == 2")
+    >>> launch_local([sys.executable, "-c", code], 2)  # 0: both processes succeeded
+    0
+    """
     if jax.distributed.is_initialized():
         return
     env = os.environ
@@ -173,7 +212,35 @@ def exit_hard_on_error(main: Callable[[], Any]) -> Any:
     """Run ``main()`` in a process of a multi-process run; if it raises, print the
     traceback and leave at once with `os._exit` (status 130 for ``KeyboardInterrupt``, the
     code of ``SystemExit``, else 1), skipping ``jax.distributed``'s shutdown barrier, at
-    which a failed process would otherwise wait for the others for minutes."""
+    which a failed process would otherwise wait for the others for minutes.
+
+    Parameters
+    ----------
+    main : Callable[[], Any]
+        The process's work, called with no argument.
+
+    Returns
+    -------
+    Any
+        What ``main()`` returns (when it raises, the process ends instead).
+
+    Raises
+    ------
+    SystemExit
+        Only one with code 0 or ``None`` (a clean exit), raised again as it was; any other
+        exception ends the process with `os._exit`.
+
+    Examples
+    --------
+    >>> import sys
+    >>> from adamflow.phase import exit_hard_on_error
+    >>> exit_hard_on_error(lambda: 42)
+    42
+    >>> exit_hard_on_error(lambda: sys.exit(0))
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+    """
     try:
         return main()
     except SystemExit as stop:
@@ -208,7 +275,40 @@ def launch_local(
     (coordinator on 127.0.0.1 at a free port; ``JAX_COORDINATOR_ADDRESS``,
     ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` set for each) and wait for them. When one
     fails the others are killed; returns the first non-zero exit status (0 if all succeed).
-    Each process sees the CPU only unless ``JAX_PLATFORMS`` says otherwise."""
+    Each process sees the CPU only unless ``JAX_PLATFORMS`` says otherwise.
+
+    Parameters
+    ----------
+    command : Sequence[str]
+        The program and its arguments, run once per process (e.g. ``[sys.executable,
+        "sweep.py"]``).
+    count : int
+        Number of processes (0 or less starts none and returns 0).
+    env : dict[str, str] | None, optional
+        The processes' environment (default: this process's), to which the three
+        variables above and ``JAX_PLATFORMS=cpu`` (unless set) are added.
+    poll_s : float, optional
+        Seconds between two checks of the processes (default 0.1).
+
+    Returns
+    -------
+    int
+        0 if every process succeeded, else the first non-zero exit status seen (negative:
+        killed by that signal); 130 if this process is interrupted (Ctrl-C).
+
+    Raises
+    ------
+    OSError
+        A process cannot be started (e.g. ``FileNotFoundError`` for an unknown program).
+
+    Examples
+    --------
+    >>> import sys
+    >>> from adamflow.phase import launch_local
+    >>> code = "import os, sys; sys.exit(3 * int(os.environ['JAX_PROCESS_ID']))"
+    >>> launch_local([sys.executable, "-c", code], 2)  # process 1 exits with status 3
+    3
+    """
     base = dict(os.environ if env is None else env)
     base[COORDINATOR] = f"127.0.0.1:{free_port()}"
     base[NUM_PROCESSES] = str(count)

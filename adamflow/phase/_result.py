@@ -24,7 +24,34 @@ def theory_growth(b1: Any, b2: Any, convention: str = "exact") -> np.ndarray:
     r"""Per-step change of :math:`\ln|u|` while a coordinate's gradient is zero (ε
     negligible, bias corrections settled), signed: `adamflow.stability.log_growth`,
     :math:`\ln(\beta_1/\sqrt{\beta_2})` (theory/stability.md §1) in the default
-    convention, as an array."""
+    convention, as an array.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂, scalars or arrays (broadcast together), each in [0, 1).
+    convention : str, optional
+        ``"exact"`` (default, the discrete optimizer's), ``"euler"`` or ``"paper"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The signed rate per step, float64 (0-d for scalar inputs); growth where positive.
+
+    Raises
+    ------
+    TypeError
+        ``b1`` or ``b2`` not a number or an array of numbers.
+    ValueError
+        An entry of ``b1`` or ``b2`` outside [0, 1), shapes that do not broadcast, or an
+        unknown ``convention``.
+
+    Examples
+    --------
+    >>> from adamflow.phase import theory_growth
+    >>> theory_growth([0.9, 0.9], [0.5, 0.999]).round(5).tolist()  # ln(0.9/sqrt(b2))
+    [0.24121, -0.10486]
+    """
     return np.asarray(stability.log_growth(b1, b2, convention), dtype=np.float64)
 
 
@@ -36,7 +63,43 @@ def silent_update(b1: Any, b2: Any, m0: Any, v0: Any, start: Any, k: Any, eps: f
     :math:`|u_{n_0+k}| = \dfrac{\beta_1^k m_0/(1-\beta_1^{n_0+k})}
     {\sqrt{\beta_2^k v_0/(1-\beta_2^{n_0+k})}+\varepsilon}`.
 
-    Arrays broadcast together."""
+    Arrays broadcast together.
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂ (scalars or arrays).
+    m0 : Any
+        The size of the raw first moment at step ``start``.
+    v0 : Any
+        The raw second moment at step ``start``.
+    start : Any
+        The step :math:`n_0` of ``m0`` and ``v0`` (>= 1 for a finite bias correction).
+    k : Any
+        Steps without gradient after ``start``.
+    eps : float
+        ε of the update.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`|u_{n_0+k}|`, float64, of the broadcast shape (0-d for scalars); no input
+        is checked, so values out of range give ``nan`` or ``inf`` rather than an error.
+
+    Raises
+    ------
+    ValueError
+        The inputs do not broadcast together, or one cannot be read as float64 numbers.
+
+    Examples
+    --------
+    Late in a run (bias corrections ≈ 1, ε = 0) the update grows by
+    :math:`\beta_1/\sqrt{\beta_2}` per silent step:
+
+    >>> from adamflow.phase import silent_update
+    >>> round(float(silent_update(0.9, 0.5, 1.0, 1.0, 1000, 10, 0.0)), 4)  # (0.9/√0.5)**10
+    11.1577
+    """
     b1, b2, m0, v0, n0, k = np.broadcast_arrays(
         *(np.asarray(x, dtype=np.float64) for x in (b1, b2, m0, v0, start, k))
     )
@@ -73,6 +136,45 @@ def predicted_peak(
     it is conservative: every candidate is an update the coordinate really takes during the
     silence, so the run's max|u| is at least this peak, whatever the run did elsewhere.
     NaN where no silence was recorded (``start < 1`` or non-finite moments).
+
+    Parameters
+    ----------
+    b1, b2 : Any
+        β₁ and β₂ (scalars or arrays).
+    m0 : Any
+        The size of the raw first moment where the silence began.
+    v0 : Any
+        The raw second moment there.
+    start : Any
+        The step :math:`n_0` there (< 1: no silence recorded).
+    length : Any
+        :math:`L`, the steps the silence lasted after ``start``.
+    eps : float
+        ε of the update.
+
+    Returns
+    -------
+    numpy.ndarray
+        log10 of the peak :math:`|u|`, float64, of the broadcast shape (0-d for scalars);
+        NaN where no silence was recorded.
+
+    Raises
+    ------
+    ValueError
+        The inputs do not broadcast together, or one cannot be read as float64 numbers.
+
+    Examples
+    --------
+    Unstable (β₂ < β₁²): growth by 0.9/√0.5 per step for 50 steps, longer silences capped
+    by ε; stable: no growth, the peak is the first update, log10(2); no silence: NaN.
+
+    >>> from adamflow.phase import predicted_peak
+    >>> peaks = [predicted_peak(0.9, 0.5, 1.0, 1.0, 100, 50, 1e-8),
+    ...          predicted_peak(0.9, 0.5, 1.0, 1.0, 100, 500, 1e-8),
+    ...          predicted_peak(0.5, 0.9, 2.0, 1.0, 100, 50, 1e-8),
+    ...          predicted_peak(0.9, 0.5, 1.0, 1.0, 0, 50, 1e-8)]
+    >>> [round(float(p), 3) for p in peaks]
+    [5.112, 5.3, 0.301, nan]
     """
     b1, b2, m0, v0, n0, length = np.broadcast_arrays(
         *(np.asarray(x, dtype=np.float64) for x in (b1, b2, m0, v0, start, length))
@@ -127,6 +229,80 @@ class PhaseDiagram:
     was run with), ``elapsed`` (seconds the sweep took; a run time, so never written by
     `save`). With ``record_trace=True``: ``trace[b1, b2, k]`` = log10 max_i |u_i| at step
     ``trace_steps[k]``.
+
+    Made by `adamflow.phase_diagram` and `load_phase_diagram`.
+
+    Attributes
+    ----------
+    b1s : numpy.ndarray
+        The β₁ grid, shape ``(n1,)``.
+    b2s : numpy.ndarray
+        The β₂ grid, shape ``(n2,)``; every array below is ``(n1, n2)``.
+    max_update : numpy.ndarray
+        :math:`\max_{n,i}|u_{n,i}|`, ``inf`` where the update went non-finite.
+    growth_rate : numpy.ndarray
+        The measured change of :math:`\ln|u|` per silent step, NaN where none.
+    growth_steps : numpy.ndarray
+        The silent steps ``growth_rate`` is measured over.
+    diverged : numpy.ndarray
+        Booleans: the update went non-finite in a cell that is not non-finite.
+    diverged_step : numpy.ndarray
+        The end of the `GROWTH_BLOCK`-step block where it first did (-1: never).
+    final_loss : numpy.ndarray
+        The problem's loss at the last parameters (NaN without a loss).
+    longest_silence : numpy.ndarray
+        The longest stretch of steps without a gradient (to within a block).
+    grad_scale : numpy.ndarray
+        The RMS of the non-zero gradients.
+    theory_stable : numpy.ndarray
+        Booleans: :math:`\beta_2 > \beta_1^2` (in the sweep's convention).
+    theory_growth : numpy.ndarray
+        `theory_growth` of each cell.
+    predicted_peak : numpy.ndarray
+        `predicted_peak` (log10) along each cell's longest silence.
+    band : numpy.ndarray
+        Booleans: theory-unstable cells whose peak stays below ``threshold`` ×
+        `BAND_MARGIN`.
+    measured_stable : numpy.ndarray
+        Booleans: neither diverged nor non-finite, and ``max_update <= threshold``.
+    nonfinite : numpy.ndarray
+        Booleans: a gradient went non-finite before the update exceeded ``threshold``.
+    nonfinite_step : numpy.ndarray
+        The end of the block where the moments first went non-finite (-1: never).
+    silence_start : numpy.ndarray
+        The step at the first block end of the longest silence.
+    silence_steps : numpy.ndarray
+        The steps that silence lasted after it.
+    silence_m : numpy.ndarray
+        :math:`|m|` there.
+    silence_v : numpy.ndarray
+        :math:`v` there.
+    agreement : float
+        The fraction of the `decided` cells where the verdicts agree (NaN if none).
+    band_cells : int
+        The number of cells in the band.
+    threshold : float
+        The bound on ``max_update`` of a measured-stable cell.
+    parameters : dict[str, Any]
+        Everything the sweep was run with.
+    elapsed : float
+        Seconds the sweep took (NaN when loaded).
+    trace : numpy.ndarray | None
+        ``(n1, n2, K)``: log10 max_i|u_i| at ``trace_steps`` (``record_trace=True``).
+    trace_steps : numpy.ndarray | None
+        The steps of ``trace``.
+
+    Examples
+    --------
+    >>> from adamflow import phase_diagram, problems
+    >>> diagram = phase_diagram(problems.switch_off(n0=8), [0.5, 0.9], [0.5, 0.99],
+    ...                         steps=64, lr=1e-2, progress=False)
+    >>> diagram.theory_stable.tolist()  # β₂ > β₁²
+    [[True, True], [False, True]]
+    >>> diagram.measured_stable.tolist(), diagram.agreement, diagram.band_cells
+    ([[True, True], [False, True]], 1.0, 0)
+    >>> diagram.cells, diagram.summary()["disagreements"]
+    (4, 0)
     """
 
     b1s: np.ndarray
@@ -160,28 +336,60 @@ class PhaseDiagram:
 
     @property
     def cells(self) -> int:
-        """Number of grid cells."""
+        """Number of grid cells.
+
+        Returns
+        -------
+        int
+            ``len(b1s) * len(b2s)``.
+        """
         return int(self.max_update.size)
 
     @property
     def decided(self) -> np.ndarray:
-        """The cells counted in `agreement`: outside the band and not non-finite."""
+        """The cells counted in `agreement`: outside the band and not non-finite.
+
+        Returns
+        -------
+        numpy.ndarray
+            Booleans, ``~band & ~nonfinite``.
+        """
         return ~self.band & ~self.nonfinite
 
     @property
     def decided_cells(self) -> int:
-        """Number of `decided` cells."""
+        """Number of `decided` cells.
+
+        Returns
+        -------
+        int
+            The count of true entries of `decided`.
+        """
         return int(np.sum(self.decided))
 
     @property
     def disagreement(self) -> np.ndarray:
-        """The decided cells where the measured verdict differs from the theory's."""
+        """The decided cells where the measured verdict differs from the theory's.
+
+        Returns
+        -------
+        numpy.ndarray
+            Booleans, ``decided & (measured_stable != theory_stable)``.
+        """
         return self.decided & (self.measured_stable != self.theory_stable)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers: cells, agreement, band, decided cells, disagreements,
         divergences, non-finite cells, the threshold and log10 of the largest update. No run
-        time (see ``elapsed``): the same sweep gives the same summary."""
+        time (see ``elapsed``): the same sweep gives the same summary.
+
+        Returns
+        -------
+        dict[str, Any]
+            ``cells``, ``agreement``, ``band_cells``, ``decided_cells``,
+            ``disagreements``, ``diverged_cells``, ``nonfinite_cells``, ``threshold`` and
+            ``max_log10_update``.
+        """
         with np.errstate(divide="ignore"):
             largest = float(np.log10(np.max(self.max_update)))
         return {
@@ -198,13 +406,42 @@ class PhaseDiagram:
 
     def metadata(self) -> dict[str, Any]:
         """The JSON sidecar: every parameter, the seed, the version and the `summary` (no run
-        time, so rewriting the same sweep leaves it unchanged)."""
+        time, so rewriting the same sweep leaves it unchanged).
+
+        Returns
+        -------
+        dict[str, Any]
+            `adamflow.fileio.sidecar` of ``parameters`` (and ``parameters["seed"]``) with
+            ``summary``.
+        """
         parameters = dict(self.parameters)
         return fileio.sidecar(parameters, parameters.get("seed"), summary=self.summary())
 
     def save(self, directory: str | Path, name: str = "phase_diagram") -> Path:
         """Write ``<name>.npz`` (arrays; load with ``allow_pickle=False``) and ``<name>.json``
-        (`metadata`) atomically; returns the ``.npz`` path."""
+        (`metadata`) atomically; returns the ``.npz`` path.
+
+        The `DERIVED` arrays are not written (`load_phase_diagram` recomputes them).
+
+        Parameters
+        ----------
+        directory : str | pathlib.Path
+            The folder, created if missing.
+        name : str, optional
+            The files' stem (default ``"phase_diagram"``).
+
+        Returns
+        -------
+        pathlib.Path
+            ``directory / f"{name}.npz"``.
+
+        Raises
+        ------
+        OSError
+            The folder cannot be created or a file cannot be written.
+        TypeError
+            ``parameters`` hold a value JSON cannot encode.
+        """
         directory = Path(directory)
         arrays = {name_: getattr(self, name_) for name_ in ARRAY_FIELDS if name_ not in DERIVED}
         if self.trace is not None and self.trace_steps is not None:
@@ -261,7 +498,40 @@ def load_phase_diagram(path: str | Path) -> PhaseDiagram:
     """Read a `PhaseDiagram` written by `PhaseDiagram.save` (the ``.npz`` path, or a folder
     holding ``phase_diagram.npz``); no pickle is involved. Arrays added since a file was
     written read as "none" (no non-finite cell, no recorded silence); the `DERIVED` arrays
-    are recomputed from the grid, the silences and the sidecar's ``eps`` and ``convention``."""
+    are recomputed from the grid, the silences and the sidecar's ``eps`` and ``convention``.
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The ``.npz`` file (its ``.json`` sidecar beside it), or a folder holding
+        ``phase_diagram.npz``.
+
+    Returns
+    -------
+    PhaseDiagram
+        The saved sweep, ``elapsed`` NaN (a run time is not saved).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such ``.npz`` file, or no ``.json`` sidecar beside it.
+    KeyError
+        The file lacks an array `PhaseDiagram.save` writes (e.g. ``max_update``).
+    ValueError
+        The file holds pickled objects, or the sidecar is not valid JSON.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from adamflow import phase_diagram, problems
+    >>> diagram = phase_diagram(problems.switch_off(n0=8), [0.5, 0.9], [0.5, 0.99],
+    ...                         steps=64, lr=1e-2, progress=False)
+    >>> from adamflow import load_phase_diagram
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     loaded = load_phase_diagram(diagram.save(tmp))
+    >>> bool((loaded.max_update == diagram.max_update).all()), loaded.summary() == diagram.summary()
+    (True, True)
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "phase_diagram.npz"

@@ -99,33 +99,55 @@ def phase_diagram(
 
     Parameters
     ----------
-    problem : an `adamflow.problems.Problem`; its functions are checked once up front
+    problem : Problem
+        An `adamflow.problems.Problem`; its functions are checked once up front
         (`adamflow.problems.Problem.validate`: a ``grad`` of the wrong signature or shape is
         refused before anything is compiled).
-    b1s, b2s : strictly monotone, non-empty grids in [0, 1) of β₁ (momentum) and β₂ (second
+    b1s, b2s : Sequence[float] | numpy.ndarray
+        Strictly monotone, non-empty grids in [0, 1) of β₁ (momentum) and β₂ (second
         moment), optax's ``b1`` and ``b2``.
-    steps : optimizer steps per cell (>= 1); lr : the constant learning rate η (> 0).
-    seed : seed of the gradient randomness, shared by every cell (the key of step ``n`` is
+    steps : int
+        Optimizer steps per cell (>= 1).
+    lr : float
+        The constant learning rate η (> 0).
+    seed : int, optional
+        Seed of the gradient randomness, shared by every cell (the key of step ``n`` is
         ``fold_in(PRNGKey(seed), n)``).
-    eps : ε >= 0. threshold : a cell is measured stable when max|u| <= threshold.
-    devices : JAX devices to shard the cells over (default: all of this process's), or how
+    eps : float, optional
+        ε >= 0 (default 1e-8).
+    dynamics : str, optional
+        ``"discrete"`` (default: Adam's step) or ``"continuous"`` (its leading-order flow).
+    devices : Any, optional
+        JAX devices to shard the cells over (default: all of this process's), or how
         many to use.
-    checkpoint : a folder (created if needed); each finished chunk is saved there. A folder
+    checkpoint : str | pathlib.Path | None, optional
+        A folder (created if needed); each finished chunk is saved there. A folder
         made with other parameters is refused; one holding finished chunks of this very
         sweep is reused only with ``resume=True`` (else `adamflow.phase.CheckpointExists`:
         nothing is ever deleted or mixed in silently). On ``KeyboardInterrupt`` the finished
         chunks are on disk and `adamflow.phase.SweepInterrupted` (a ``KeyboardInterrupt``)
         says how many.
-    resume : reuse the finished chunks in ``checkpoint`` (nothing to reuse: start afresh).
-    progress : show a tqdm bar over the cell-steps; it moves within a long chunk too (after
+    resume : bool, optional
+        Reuse the finished chunks in ``checkpoint`` (nothing to reuse: start afresh).
+    progress : bool, optional
+        Show a tqdm bar over the cell-steps; it moves within a long chunk too (after
         each segment of its steps, `adamflow.phase._kernel.schedule`).
-    chunk_size : cells per chunk (default 512).
-    record_trace : also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
-    weight_decay : decoupled weight decay λ >= 0: every cell runs
+    threshold : float, optional
+        A cell is measured stable when max|u| <= threshold (> 0; default 100).
+    substeps : int, optional
+        RK4 steps per η of the continuous flow (>= 1; default 4; unused by
+        ``"discrete"``).
+    chunk_size : int | None, optional
+        Cells per chunk (default 512).
+    record_trace : bool, optional
+        Also keep log10 max_i|u_i| every `GROWTH_BLOCK` steps in ``.trace``.
+    weight_decay : float, optional
+        Decoupled weight decay λ >= 0: every cell runs
         ``adamflow.AdamW(lr, b1, b2, eps, weight_decay)`` (:math:`\theta_n = \theta_{n-1} -
         \eta(u_n + \lambda\theta_{n-1})`, flow :math:`\dot\theta = -(u + \lambda\theta)`)
         instead of ``adamflow.Adam`` (0, the default). The theory columns do not depend on it.
-    convention : the moment rates of the continuous flow (``dynamics="continuous"`` only):
+    convention : str, optional
+        The moment rates of the continuous flow (``dynamics="continuous"`` only):
         ``"exact"`` (default, :math:`a = \ln(1/\beta_1)/\eta`), ``"euler"``
         (:math:`(1-\beta_1)/\eta`) or ``"paper"`` (:math:`(1-\beta_1)/(\beta_1\eta)`,
         reconstructed, theory §6), via `adamflow._flows.flow_params`; the theory columns
@@ -133,12 +155,59 @@ def phase_diagram(
         (`adamflow.stability.is_stable`, `adamflow.stability.log_growth`). The discrete
         optimizer has no convention: anything but ``"exact"`` is refused with it.
 
+    Returns
+    -------
+    PhaseDiagram
+        The measured arrays, the theory's and the verdicts (`adamflow.phase` defines them),
+        indexed ``[b1, b2]``, with ``parameters`` and ``elapsed``.
+
+    Raises
+    ------
+    TypeError
+        ``problem`` not a `Problem`, or its functions not callable as a sweep calls them;
+        ``lr`` a schedule (callable) or not a number; ``eps``, ``threshold`` or
+        ``weight_decay`` not a number; ``resume`` or ``record_trace`` not a bool;
+        ``devices`` a bool; ``b1s`` or ``b2s`` not numbers.
+    ValueError
+        ``b1s`` or ``b2s`` empty, not 1-D, not strictly monotone or outside [0, 1);
+        ``steps``, ``substeps`` or ``chunk_size`` < 1, or ``seed`` < 0, or one of them not
+        an integer; ``lr`` or ``threshold`` <= 0, ``eps`` or ``weight_decay`` < 0;
+        ``dynamics`` or ``convention`` unknown, or ``convention`` other than ``"exact"``
+        with ``dynamics="discrete"``; ``devices`` a count outside [1, local devices] or
+        empty; ``problem``'s functions returning the wrong shapes or types
+        (`adamflow.problems.Problem.validate`); ``checkpoint`` a file, or a folder with an
+        unreadable ``meta.json`` or with chunk files but no ``meta.json``.
+    CheckpointMismatch
+        ``checkpoint`` made with other parameters (a ``ValueError``).
+    CheckpointExists
+        ``checkpoint`` holds finished chunks of this sweep and ``resume`` is false.
+    OSError
+        ``checkpoint`` cannot be created or written.
+    SweepInterrupted
+        Interrupted (Ctrl-C) with a ``checkpoint``, in process 0; without one the
+        ``KeyboardInterrupt`` itself.
+    RuntimeError
+        Across processes, in a process other than 0 when process 0 refused ``checkpoint``.
+
+    Notes
+    -----
     Across processes: once ``jax.distributed`` is initialized
     (`adamflow.phase.initialize_distributed`), call this in every process with the same
     arguments; the unfinished chunks are dealt round-robin over the processes (each on its
     own devices), gathered after each round, and every process returns the whole diagram,
     bit for bit the one process's. Process 0 alone opens and writes ``checkpoint``, which
     any number of processes can resume (`adamflow.phase._distributed`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from adamflow import phase_diagram, problems
+    >>> diagram = phase_diagram(problems.switch_off(n0=8), [0.5, 0.9], [0.5, 0.99],
+    ...                         steps=64, lr=1e-2, progress=False)
+    >>> diagram.theory_stable.tolist(), diagram.measured_stable.tolist()  # β₂ > β₁²?
+    ([[True, True], [False, True]], [[True, True], [False, True]])
+    >>> round(float(np.log10(diagram.max_update[1, 0])), 1)  # 0.9/√0.5 per step from n0
+    5.1
     """
     from tqdm.auto import tqdm  # here: ``import adamflow`` does not load tqdm
 
