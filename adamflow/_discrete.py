@@ -63,6 +63,61 @@ def run_discrete(
     :math:`\lambda_{\max}(P^{-1}H)`, :math:`P = \sqrt{v_n/(1-\beta_2^n)} + \varepsilon`, at
     the saved steps that are multiples of n (n a multiple of ``save_every``) into
     ``Trajectory.sharpness`` (`adamflow.preconditioned_sharpness`, theory/eos.md §1).
+
+    Parameters
+    ----------
+    opt : KAdam
+        An `Adam`, `AdamW` or `KAdam` spec (a constant lr or a schedule).
+    loss : Callable[[PyTree], Any] | None
+        Scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : PyTree
+        Initial parameters, a PyTree of real, finite arrays (integers taken as floats);
+        ``None`` with ``start``.
+    steps : int
+        Number of the last step, an integer >= 1 (and above ``start.step``).
+    grad : Callable[[PyTree], PyTree] | None, optional
+        Gradient function used instead of ``jax.grad(loss)``; JAX or NumPy-only code.
+    save_every : int, optional
+        Save every this many steps (and the last), an integer >= 1.
+    progress : bool, optional
+        Show a progress bar.
+    start : TrainingState | None, optional
+        The state to continue from (``Trajectory.state_at``).
+    sharpness_every : int | None, optional
+        Measure the preconditioned sharpness at the saved steps that are multiples of it.
+
+    Returns
+    -------
+    Trajectory
+        ``kind="discrete"``: the saved steps, times, parameters, raw moments per level and
+        updates; ``success=False`` with the reason in ``message`` if the run went
+        non-finite.
+
+    Raises
+    ------
+    TypeError
+        If ``opt`` is not a spec; ``grad`` is given but not callable, or neither is and
+        ``loss`` is not callable; ``theta0`` is a list or tuple of plain numbers or has a
+        complex, boolean or string leaf; ``start`` is not a `TrainingState`.
+    ValueError
+        If ``steps`` or ``save_every`` is not an integer >= 1; ``theta0`` is empty or not
+        finite; both ``theta0`` and ``start`` are given; ``start`` has a step that is not an
+        integer >= 0, not k levels of moments shaped like its ``theta``, or non-zero
+        moments at step 0; ``steps <= start.step``; the gradient's output differs from
+        ``theta0`` in structure or shapes; ``sharpness_every`` is not an integer >= 1, is
+        given for ``k >= 2`` or a NumPy-only gradient, or is not a multiple of
+        ``save_every``. Errors raised by ``loss`` or ``grad`` themselves propagate.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> tr = af.run_discrete(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), 10, save_every=5)
+    >>> tr.steps.tolist(), [round(float(t), 6) for t in tr.ts]
+    ([0, 5, 10], [0.0, 0.5, 1.0])
+    >>> [round(float(x), 4) for x in tr.final], tr.stats["grad_evals"]
+    ([0.0762, -1.0246], 10)
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")

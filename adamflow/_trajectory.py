@@ -12,7 +12,32 @@ PyTree = Any
 
 
 class IntegrationError(RuntimeError):
-    """Raised by `integrate(..., throw=True)` when the solver fails or the state blows up."""
+    """Raised by `integrate(..., throw=True)` when the solver fails or the state blows up.
+
+    Also raised where a corrected flow cannot start within its validity (``start=`` a
+    state, or ``start="auto"`` finding no step). `convergence_order` records it per
+    learning rate in ``OrderFit.refused``. A ``RuntimeError``.
+
+    Attributes
+    ----------
+    args : tuple
+        ``(message,)``: what failed, and the solver's reason or advice.
+
+    Raises
+    ------
+    Nothing: an exception class; `integrate` raises it.
+
+    Examples
+    --------
+    >>> import adamflow as af
+    >>> issubclass(af.IntegrationError, RuntimeError)
+    True
+    >>> try:
+    ...     raise af.IntegrationError("the flow's state became non-finite")
+    ... except af.IntegrationError as error:
+    ...     print("failed:", error)
+    failed: the flow's state became non-finite
+    """
 
 
 class TrainingState(NamedTuple):
@@ -20,7 +45,34 @@ class TrainingState(NamedTuple):
     every level's raw moments ``m``, ``v`` (tuples of length k of PyTrees like ``theta``),
     as the discrete recurrence holds them (theory/adam.md §3). Made by
     `Trajectory.state_at`; taken by ``run_discrete(..., start=)`` and
-    ``integrate(..., start=)`` to continue from it."""
+    ``integrate(..., start=)`` to continue from it. Its fields, in order:
+
+    Attributes
+    ----------
+    theta : PyTree
+        The parameters :math:`\theta_K` after ``step`` = K updates.
+    m, v : tuple[PyTree, ...]
+        Each level's raw first and second moments (k PyTrees like ``theta``), level 1 first.
+    step : int
+        The number K of updates taken.
+
+    Raises
+    ------
+    Nothing: a NamedTuple; `run_discrete` and `integrate` check it when they take it.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> run = af.run_discrete(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), 10, save_every=5)
+    >>> state = run.state_at(5)
+    >>> state.step, len(state.m), state.theta.shape
+    (5, 1, (2,))
+    >>> rest = af.run_discrete(af.Adam(0.1), loss, None, 10, start=state)  # steps 6..10
+    >>> bool(jnp.allclose(rest.final, run.final))
+    True
+    """
 
     theta: PyTree
     m: tuple[PyTree, ...]
@@ -32,39 +84,85 @@ class TrainingState(NamedTuple):
 class Trajectory:
     r"""Saved states of a discrete optimizer run or an integrated flow, at matched times.
 
-    Attributes
+    Made by `run_discrete` and `integrate` (theory/adam.md §3-4 for what they compute);
+    its fields, in order, are:
+
+    Parameters
     ----------
-    ts : times ``t = n·lr`` of the saved points, shape ``(S,)``.
-    steps : ``ts / lr`` (integers for discrete runs), shape ``(S,)``.
-    theta : parameters, a PyTree whose leaves have a leading axis of size ``S``;
+    ts : np.ndarray
+        Times ``t = n·lr`` of the saved points, shape ``(S,)``.
+    steps : np.ndarray
+        ``ts / lr`` (integers for discrete runs), shape ``(S,)``.
+    theta : PyTree
+        Parameters, a PyTree whose leaves have a leading axis of size ``S``;
         index 0 is ``theta0``.
-    m, v : raw first/second moments per level (tuples of length k of such PyTrees).
+    m, v : tuple[PyTree, ...]
+        Raw first/second moments per level (tuples of length k of such PyTrees).
         Index 0 holds ``m_0 = v_0 = 0``.
-    u : the normalized update ``u⁽ᵏ⁾`` applied at each saved point. Discrete: the ``u_n``
+    u : PyTree
+        The normalized update ``u⁽ᵏ⁾`` applied at each saved point. Discrete: the ``u_n``
         that produced ``theta[n]`` (zero at index 0). Flow: ``u(t)`` (its ``t -> 0`` limit
         ``g/(|g|+ε)`` at index 0 for Adam; for the corrected flows, the first step's update
         at every saved time before lr).
-    stats : ``num_steps`` (solver steps or discrete steps), ``grad_evals`` (gradient
+    stats : dict[str, Any]
+        ``num_steps`` (solver steps or discrete steps), ``grad_evals`` (gradient
         evaluations used to make the path -- for flows, vector-field evaluations, each one
         gradient at leading order and several nested JVPs of it for the corrected orders;
         ``None`` where the solver cannot count them), and backend-specific counters.
-    success, message : whether the run finished with a finite state, and why not.
-    kind : ``"discrete"`` or ``"flow"``; ``order``/``convention``/``backend`` for flows.
-    dtype : the one float dtype of ``ts``, a flow's ``steps``, ``theta``, ``m``, ``v`` and
-        ``u``: JAX's default float (float64 under ``jax_enable_x64``, else float32), whatever
-        the backend computed in (scipy works in float64).
-    validity : for corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
+    success : bool
+        Whether the run finished with a finite state.
+    message : str
+        Why not (``"ok"`` on success).
+    kind : str
+        ``"discrete"`` or ``"flow"``.
+    order, convention, backend : str | None, optional
+        For flows: `integrate`'s ``order``, ``convention`` and the backend used; else
+        ``None``.
+    validity : float | None, optional
+        For corrected flows, the largest ``lr·|ẋ_i|/(sqrt(v̂_i)+ε)`` over the saved
         points from t = lr on, levels and coordinates, where ``x`` is each level's drive
         (``g``, then ``u⁽ⁱ⁻¹⁾``). Values of order one or more mean a coordinate changes by
         O(1) in one step, where no expansion in lr holds (else ``None``).
-    start_step : the step at which the run or the flow's integration began: 0 from
+    start_step : float, optional
+        The step at which the run or the flow's integration began: 0 from
         ``theta0``; 1 for the corrected flows' own start (after the first discrete step);
         K when started from a `TrainingState` after K steps (``start=``, or found by
         ``start="auto"``). Saved points before it come from the discrete steps.
-    sharpness : with ``sharpness_every=n``, the preconditioned sharpness
-        :math:`\\lambda_{\\max}(P^{-1}H)`, :math:`P = \\sqrt{\\hat v} + \varepsilon`, at each
+    sharpness : np.ndarray | None, optional
+        With ``sharpness_every=n``, the preconditioned sharpness
+        :math:`\lambda_{\max}(P^{-1}H)`, :math:`P = \sqrt{\hat v} + \varepsilon`, at each
         saved point whose step is a positive multiple of n, ``nan`` at the others, shape
         ``(S,)`` (theory/eos.md §1; compare it with `adamflow.eos_threshold`); else ``None``.
+    extra : dict[str, Any], optional
+        Free-form additional results; empty (nothing in adamflow fills it).
+
+    Attributes
+    ----------
+    dtype : np.dtype
+        The one float dtype of ``ts``, a flow's ``steps``, ``theta``, ``m``, ``v`` and
+        ``u``: JAX's default float (float64 under ``jax_enable_x64``, else float32), whatever
+        the backend computed in (scipy works in float64).
+    final : PyTree
+        The parameters at the last saved point.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a leaf of ``theta``, ``m``, ``v`` or ``u``, or ``ts``, cannot be cast to that
+        float dtype (the constructor casts them; NumPy's error for that value).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> tr = af.run_discrete(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), 10, save_every=5)
+    >>> tr.kind, tr.steps.tolist(), tr.theta_flat().shape, tr.success
+    ('discrete', [0, 5, 10], (3, 2), True)
+    >>> [round(float(x), 4) for x in tr.final], [round(float(x), 4) for x in tr.at(1)]
+    ([0.0762, -1.0246], [0.508, -1.503])
+    >>> tr.state_at(5).step
+    5
     """
 
     ts: np.ndarray
@@ -98,17 +196,52 @@ class Trajectory:
 
     @property
     def dtype(self) -> np.dtype:
-        """The float dtype of every result (JAX's default float when it was made)."""
+        """The float dtype of every result (JAX's default float when it was made).
+
+        Returns
+        -------
+        np.dtype
+            ``ts``'s dtype, float64 or float32.
+        """
         return np.asarray(self.ts).dtype
 
     def theta_flat(self) -> np.ndarray:
-        """Parameters as one array of shape ``(S, D)`` (leaves raveled and concatenated)."""
+        """Parameters as one array of shape ``(S, D)`` (leaves raveled and concatenated).
+
+        Returns
+        -------
+        np.ndarray
+            Row ``j`` is the saved point ``j``; the columns follow
+            ``jax.tree_util.tree_leaves(theta)``'s order.
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` has no leaves (nothing to concatenate).
+        """
         leaves = jax.tree_util.tree_leaves(self.theta)
         n = len(self.ts)
         return np.concatenate([np.asarray(x).reshape(n, -1) for x in leaves], axis=1)
 
     def at(self, index: int) -> PyTree:
-        """Parameters at saved index ``index`` (a PyTree without the time axis)."""
+        """Parameters at saved index ``index`` (a PyTree without the time axis).
+
+        Parameters
+        ----------
+        index : int
+            The saved point, from 0 (negative counts from the end).
+
+        Returns
+        -------
+        PyTree
+            Shaped like ``theta0``.
+
+        Raises
+        ------
+        IndexError
+            If ``index`` is out of range and the leaves are NumPy arrays; JAX array leaves
+            (a discrete run's) clamp it to the first or last point instead.
+        """
         return jax.tree_util.tree_map(lambda x: x[index], self.theta)
 
     def state_at(self, step: int) -> TrainingState:
@@ -116,7 +249,23 @@ class Trajectory:
         to continue from with ``run_discrete(..., start=)`` or ``integrate(..., start=)``.
 
         Raises ``ValueError`` naming the saved steps when ``step`` was not saved (save it
-        with ``save_every``/``save_steps``)."""
+        with ``save_every``/``save_steps``).
+
+        Parameters
+        ----------
+        step : int
+            A saved step number (an integer; the last saved point with that step is used).
+
+        Returns
+        -------
+        TrainingState
+            θ, every level's raw ``m`` and ``v`` at that point, and ``step``.
+
+        Raises
+        ------
+        ValueError
+            If ``step`` is a bool, not an integer, or not among the saved ``steps``.
+        """
         saved = np.asarray(self.steps, dtype=float)
         matches = np.flatnonzero(np.isclose(saved, float(step), rtol=0, atol=1e-9))
         if isinstance(step, bool) or not float(step).is_integer() or matches.size == 0:
@@ -131,7 +280,13 @@ class Trajectory:
 
     @property
     def final(self) -> PyTree:
-        """Parameters at the last saved point."""
+        """Parameters at the last saved point.
+
+        Returns
+        -------
+        PyTree
+            ``at(-1)``, shaped like ``theta0``.
+        """
         return self.at(-1)
 
 
