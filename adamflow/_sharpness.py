@@ -35,14 +35,36 @@ class Sharpness(NamedTuple):
 
     Attributes
     ----------
-    values : the top-k eigenvalues of :math:`A = P^{-1/2} H P^{-1/2}`, largest first
+    values : np.ndarray
+        The top-k eigenvalues of :math:`A = P^{-1/2} H P^{-1/2}`, largest first
         (algebraically: a negative curvature is never "top"), shape ``(k,)``, float64.
-    vectors : with ``return_vectors=True``, a tuple of k PyTrees shaped like ``theta``: the
+    vectors : tuple[PyTree, ...] | None
+        With ``return_vectors=True``, a tuple of k PyTrees shaped like ``theta``: the
         eigenvectors of :math:`A` (unit norm over all leaves together; the parameter-space
         direction is :math:`P^{-1/2} v`); else ``None``.
-    residuals : the Lanczos estimates :math:`|\beta_m s_{m,i}|` of
+    residuals : np.ndarray
+        The Lanczos estimates :math:`|\beta_m s_{m,i}|` of
         :math:`\|A v_i - \lambda_i v_i\|`, shape ``(k,)``: small means converged.
-    hvps : Hessian-vector products used (one per Lanczos iteration).
+    hvps : int
+        Hessian-vector products used (one per Lanczos iteration).
+
+    Raises
+    ------
+    Nothing: a NamedTuple that `preconditioned_sharpness` fills; its fields are not checked.
+
+    Examples
+    --------
+    On :math:`L = 2\theta_1^2 + \tfrac12\theta_2^2` with :math:`P = I`, the top eigenvalue
+    of :math:`H = \operatorname{diag}(4, 1)` and its eigenvector :math:`\pm e_1`:
+
+    >>> import jax.numpy as jnp
+    >>> from adamflow import preconditioned_sharpness
+    >>> loss = lambda th: 2.0 * th[0] ** 2 + 0.5 * th[1] ** 2
+    >>> s = preconditioned_sharpness(loss, jnp.zeros(2), jnp.ones(2), return_vectors=True)
+    >>> round(float(s.values[0]), 6), [round(abs(float(x)), 6) for x in s.vectors[0]]
+    (4.0, [1.0, 0.0])
+    >>> s.hvps, bool(s.residuals[0] < 1e-6)
+    (2, True)
     """
 
     values: np.ndarray
@@ -178,17 +200,25 @@ def preconditioned_sharpness(
 
     Parameters
     ----------
-    loss : scalar JAX function of ``theta`` (may be ``None`` when ``grad`` is given).
-    theta : the point, a PyTree of real floating arrays.
-    precond : :math:`P`'s diagonal, a PyTree like ``theta``, every entry finite and > 0.
-    grad : a JAX-traceable gradient function of ``theta``, used instead of
+    loss : Callable[[PyTree], Any] | None
+        Scalar JAX function of ``theta`` (may be ``None`` when ``grad`` is given).
+    theta : PyTree
+        The point, a PyTree of real floating arrays.
+    precond : PyTree
+        :math:`P`'s diagonal, a PyTree like ``theta``, every entry finite and > 0.
+    grad : Callable[[PyTree], PyTree] | None, optional
+        A JAX-traceable gradient function of ``theta``, used instead of
         ``jax.grad(loss)``.
-    k : how many eigenvalues, ``1 <= k <= D`` (D = number of parameters).
-    iters : Lanczos iterations (= Hessian-vector products), ``k <= iters <= D``; default
+    k : int, optional
+        How many eigenvalues, ``1 <= k <= D`` (D = number of parameters).
+    iters : int | None, optional
+        Lanczos iterations (= Hessian-vector products), ``k <= iters <= D``; default
         ``min(D, max(2k + 20, 40))``, exact (up to round-off) when it reaches D.
-    key : PRNG key of the random start vector (default ``jax.random.PRNGKey(0)``): same
+    key : jax.Array | None, optional
+        PRNG key of the random start vector (default ``jax.random.PRNGKey(0)``): same
         key, same numbers.
-    return_vectors : also return the eigenvectors of :math:`A`.
+    return_vectors : bool, optional
+        Also return the eigenvectors of :math:`A`.
 
     Returns
     -------
@@ -200,9 +230,11 @@ def preconditioned_sharpness(
     ------
     ValueError
         ``precond`` of another structure or shape than ``theta``, or not finite and > 0;
-        ``k`` outside ``[1, D]``; ``iters`` outside ``[k, D]``; a non-finite ``theta``.
+        ``k`` outside ``[1, D]``; ``iters`` outside ``[k, D]``; a non-finite ``theta``, or
+        one with no number; ``grad`` returning another structure than ``theta``.
     TypeError
-        ``loss``/``grad`` not callable; ``theta`` with non-float leaves.
+        ``loss``/``grad`` not callable; ``theta`` with non-float leaves; ``precond`` not
+        numeric; ``return_vectors`` not a bool.
 
     Examples
     --------
@@ -260,9 +292,12 @@ def adam_preconditioner(opt: KAdam, v: PyTree, step: int) -> PyTree:
 
     Parameters
     ----------
-    opt : an Adam or AdamW spec (a k-Adam spec with ``k = 1``).
-    v : raw second moment, a PyTree of finite arrays >= 0.
-    step : the step count n >= 1 at which ``v`` was saved.
+    opt : KAdam
+        An Adam or AdamW spec (a k-Adam spec with ``k = 1``).
+    v : PyTree
+        Raw second moment, a PyTree of finite arrays >= 0.
+    step : int
+        The step count n >= 1 at which ``v`` was saved.
 
     Returns
     -------
@@ -272,9 +307,9 @@ def adam_preconditioner(opt: KAdam, v: PyTree, step: int) -> PyTree:
     Raises
     ------
     ValueError
-        ``opt`` with ``k >= 2``; ``v`` negative or non-finite; ``step < 1``.
+        ``opt`` with ``k >= 2``; ``v`` negative or non-finite; ``step`` not an integer >= 1.
     TypeError
-        ``opt`` not a spec.
+        ``opt`` not a spec; ``v`` not numeric.
 
     Examples
     --------
@@ -421,7 +456,8 @@ def eos_threshold(opt: KAdam) -> float:
 
     Parameters
     ----------
-    opt : an Adam, AdamW or k-Adam spec with a constant lr.
+    opt : KAdam
+        An Adam, AdamW or k-Adam spec with a constant lr.
 
     Returns
     -------
