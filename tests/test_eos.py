@@ -1,6 +1,8 @@
 """The preconditioned sharpness measured along runs and flows (``sharpness_every``), and
 Adam's edge of stability: the discrete run holds λ_max(P⁻¹H) at `eos_threshold`."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +59,7 @@ def test_sharpness_every_is_refused_where_it_has_no_meaning():
         af.run_discrete(af.Adam(0.01), None, np.ones(3), 10, grad=numpy_grad, sharpness_every=5)
 
 
+@functools.cache  # one loss object: the tests share its compiled functions
 def tanh_mlp():
     """A 97-parameter tanh MLP, full-batch MSE on 64 points (the issue's setting)."""
     rng = np.random.default_rng(0)
