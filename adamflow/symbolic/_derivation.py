@@ -27,7 +27,24 @@ _TEX_NAMES = {
 @dataclass(frozen=True)
 class Step:
     """One step of a derivation: a sentence (Markdown/LaTeX with ``$...$`` inline maths) and
-    its display equations (sympy objects, or raw LaTeX strings)."""
+    its display equations (sympy objects, or raw LaTeX strings).
+
+    Parameters
+    ----------
+    text : str
+        The sentence, Markdown with ``$...$`` inline maths.
+    math : tuple[Any, ...], optional
+        Its display equations: sympy objects, raw LaTeX strings, or tuples of them shown
+        side by side (default: none).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import Step
+    >>> x, y = sp.symbols("x y")
+    >>> Step("The square of $x$:", (sp.Eq(y, x**2),))
+    Step(text='The square of $x$:', math=(Eq(y, x**2),))
+    """
 
     text: str
     math: tuple[Any, ...] = ()
@@ -35,7 +52,41 @@ class Step:
 
 @dataclass(frozen=True, eq=False)
 class Derivation:
-    """A derivation: title, steps, and its results (sympy expressions by name)."""
+    r"""A derivation: title, steps, and its results (sympy expressions by name).
+
+    What every derivation function of `adamflow.symbolic` returns (`moment_rates`,
+    `stability`, ...); `theory_documents` renders them as the ``theory/`` pages.
+
+    Parameters
+    ----------
+    key : str
+        A short identifier (``"moment_rates"``, ``"eos_k1"``, ...).
+    title : str
+        The section title.
+    steps : tuple[Step, ...]
+        The steps, in order.
+    results : Mapping[str, Any], optional
+        The results by name, mostly sympy expressions (default: none).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import Derivation, Step
+    >>> x, y = sp.symbols("x y")
+    >>> square = Derivation("square", "A square", (Step("Square $x$:", (sp.Eq(y, x**2),)),),
+    ...                     {"y": x**2})
+    >>> print(square.markdown(number=1))
+    ## 1. A square
+    <BLANKLINE>
+    1. Square $x$:
+    <BLANKLINE>
+    $$
+    y = x^{2}
+    $$
+    <BLANKLINE>
+    >>> square.results_latex()
+    {'y': 'x^{2}'}
+    """
 
     key: str
     title: str
@@ -43,7 +94,32 @@ class Derivation:
     results: Mapping[str, Any] = field(default_factory=dict)
 
     def latex(self) -> str:
-        r"""The derivation as a LaTeX fragment (``\subsection*`` + text + ``\[...\]``)."""
+        r"""The derivation as a LaTeX fragment (``\subsection*`` + text + ``\[...\]``).
+
+        Returns
+        -------
+        str
+            The title as ``\subsection*``, each step's text (backquoted code as
+            ``\texttt``, starred words as ``\emph``) and its equations as ``\[ ... \]``.
+
+        Raises
+        ------
+        sympy.SympifyError
+            A display item that is neither a string, a tuple nor sympifiable.
+
+        Examples
+        --------
+        >>> import sympy as sp
+        >>> from adamflow.symbolic import Derivation, Step
+        >>> x, y = sp.symbols("x y")
+        >>> print(Derivation("k", "A square", (Step("Square $x$:", (sp.Eq(y, x**2),)),)).latex())
+        \subsection*{A square}
+        <BLANKLINE>
+        Square $x$:
+        <BLANKLINE>
+        \[ y = x^{2} \]
+        <BLANKLINE>
+        """
         lines = [rf"\subsection*{{{_text_to_latex(self.title)}}}", ""]
         for step in self.steps:
             lines += [_text_to_latex(step.text), ""]
@@ -54,7 +130,25 @@ class Derivation:
 
     def markdown(self, heading: str = "##", number: int | None = None) -> str:
         """The derivation as Markdown, equations in ``$$...$$`` blocks; with ``number`` the
-        heading reads ``## 3. Title`` (the section that ``page.md §3`` cites)."""
+        heading reads ``## 3. Title`` (the section that ``page.md §3`` cites).
+
+        Parameters
+        ----------
+        heading : str, optional
+            The Markdown heading mark of the title (default ``"##"``).
+        number : int | None, optional
+            The section number put before the title (default: none).
+
+        Returns
+        -------
+        str
+            The heading, the steps as a numbered list and each equation in a ``$$`` block.
+
+        Raises
+        ------
+        sympy.SympifyError
+            A display item that is neither a string, a tuple nor sympifiable.
+        """
         title = self.title if number is None else f"{number}. {self.title}"
         lines = [f"{heading} {title}", ""]
         for index, step in enumerate(self.steps, start=1):
@@ -64,7 +158,18 @@ class Derivation:
         return "\n".join(lines).rstrip() + "\n"
 
     def results_latex(self) -> dict[str, str]:
-        """Each result as LaTeX."""
+        """Each result as LaTeX.
+
+        Returns
+        -------
+        dict[str, str]
+            ``{name: LaTeX}`` of `results` (strings as they are).
+
+        Raises
+        ------
+        sympy.SympifyError
+            A result that is neither a string, a tuple nor sympifiable.
+        """
         return {name: render(value) for name, value in self.results.items()}
 
 

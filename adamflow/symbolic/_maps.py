@@ -62,6 +62,36 @@ def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
     +\varepsilon)`, and :math:`\theta_n = \theta + \eta\,(-(u^{(k)}_n + \lambda\theta))`.
     Results: ``theta``, ``m_i``, ``v_i``, ``u_i`` (``i`` from 1) as expressions of the
     previous state.
+
+    Parameters
+    ----------
+    k : int, optional
+        The number of levels (>= 1; default 1, Adam).
+    weight_decay : bool, optional
+        With AdamW's decoupled weight decay ``lambda`` (default) or without (0).
+
+    Returns
+    -------
+    Derivation
+        Its steps and results, in ``theta``, ``g``, ``eta``, ``epsilon``, ``lambda``,
+        ``n`` and each level's ``m``, ``v``, ``beta_1``, ``beta_2`` (``m_i``, ``beta_1,i``,
+        … for ``k >= 2``). Cached per ``(k, weight_decay)``.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import discrete_map
+    >>> step = discrete_map(1, weight_decay=False).results
+    >>> beta_1, g, m = sp.symbols("beta_1 g m")
+    >>> sp.expand(step["m_1"] - (beta_1 * m + (1 - beta_1) * g)) == 0
+    True
+    >>> sorted(discrete_map(2).results)
+    ['m_1', 'm_2', 'theta', 'u_1', 'u_2', 'v_1', 'v_2']
     """
     k = check_k(k)
     levels = _levels(k)
@@ -117,7 +147,26 @@ def discrete_map(k: int = 1, weight_decay: bool = True) -> Derivation:
 
 
 class DiscreteStep(NamedTuple):
-    """Numbers from `discrete_step_function`: new ``theta``, moments per level, update."""
+    r"""Numbers from `discrete_step_function`: new ``theta``, moments per level, update.
+
+    Attributes
+    ----------
+    theta : Any
+        The new parameters :math:`\theta_n`.
+    m : tuple[Any, ...]
+        The new first moments, level 1 first.
+    v : tuple[Any, ...]
+        The new second moments, level 1 first.
+    u : Any
+        The top level's update :math:`u_n`.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import DiscreteStep
+    >>> step = DiscreteStep(theta=0.9, m=(0.2,), v=(0.004,), u=1.0)
+    >>> step.u, step.m[0]
+    (1.0, 0.2)
+    """
 
     theta: Any
     m: tuple[Any, ...]
@@ -130,7 +179,34 @@ def discrete_step_function(k: int = 1) -> Callable[..., DiscreteStep]:
     ``f(n, theta, m, v, g, lr, b1, b2, eps, weight_decay) -> DiscreteStep``, where
     ``m, v, b1, b2`` are length-k sequences (level 1 first; ``b1``: the momentum factors
     :math:`\beta_{1,i}`, ``b2``: the second-moment factors :math:`\beta_{2,i}`) and ``n`` is
-    the new step count."""
+    the new step count.
+
+    Parameters
+    ----------
+    k : int, optional
+        The number of levels (>= 1; default 1, Adam).
+
+    Returns
+    -------
+    Callable[..., DiscreteStep]
+        The step, NumPy-vectorised in its arguments. Cached per ``k``.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+
+    Examples
+    --------
+    First step of Adam from zero moments, gradient 2: :math:`\hat m = 2`,
+    :math:`\hat v = 4`, so :math:`u = 1`:
+
+    >>> from adamflow.symbolic import discrete_step_function
+    >>> step = discrete_step_function(1)
+    >>> out = step(1, 1.0, [0.0], [0.0], 2.0, 0.1, [0.9], [0.999], 0.0, 0.0)
+    >>> round(float(out.theta), 6), round(float(out.u), 6), round(float(out.m[0]), 6)
+    (0.9, 1.0, 0.2)
+    """
     k = check_k(k)
     return _discrete_step_function(k)
 
@@ -181,7 +257,38 @@ def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
     `rules`: :math:`\dot m_i = a_i(u^{(i-1)} - m_i)`, :math:`\dot v_i = b_i((u^{(i-1)})^2 -
     v_i)`, :math:`u^{(i)} = \hat m_i/(\sqrt{\hat v_i}+\varepsilon)`,
     :math:`\hat m_i = m_i/(1-e^{-a_i t})`, :math:`\dot\theta = -(u^{(k)} + \lambda\theta)`.
-    Results: ``theta``, ``m_i``, ``v_i`` (time derivatives) and ``u_i``."""
+    Results: ``theta``, ``m_i``, ``v_i`` (time derivatives) and ``u_i``.
+
+    Parameters
+    ----------
+    k : int, optional
+        The number of levels (>= 1; default 1, Adam).
+    weight_decay : bool, optional
+        With AdamW's decoupled weight decay ``lambda`` (default) or without (0).
+
+    Returns
+    -------
+    Derivation
+        Its steps and results, in ``t``, ``theta``, ``g``, ``epsilon``, ``lambda`` and each
+        level's ``m``, ``v``, ``a``, ``b`` (``m_i``, ``a_i``, … for ``k >= 2``). Cached per
+        ``(k, weight_decay)``.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+    RuntimeError
+        A check of `moment_rates` (which gives the rates shown) fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import leading_flow
+    >>> flow = leading_flow(1).results
+    >>> a, g, m = sp.symbols("a g m")
+    >>> flow["m_1"] == a * (g - m)
+    True
+    """
     k = check_k(k)
     levels = _levels(k)
     t, eps = pos("t"), pos("epsilon")
@@ -247,7 +354,23 @@ def leading_flow(k: int = 1, weight_decay: bool = True) -> Derivation:
 
 
 class FieldValue(NamedTuple):
-    """Numbers from `leading_field_function`: ``dtheta`` and ``dm, dv`` per level."""
+    r"""Numbers from `leading_field_function`: ``dtheta`` and ``dm, dv`` per level.
+
+    Attributes
+    ----------
+    theta : Any
+        :math:`\dot\theta`.
+    m : tuple[Any, ...]
+        :math:`\dot m_i`, level 1 first.
+    v : tuple[Any, ...]
+        :math:`\dot v_i`, level 1 first.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import FieldValue
+    >>> FieldValue(theta=-0.5, m=(1.0,), v=(0.0,)).theta
+    -0.5
+    """
 
     theta: Any
     m: tuple[Any, ...]
@@ -257,7 +380,38 @@ class FieldValue(NamedTuple):
 def leading_field_function(k: int = 1, weight_decay: bool = True) -> Callable[..., FieldValue]:
     r"""`sympy.lambdify` of `leading_flow` as a NumPy function
     ``f(t, theta, m, v, g, a, b, eps, weight_decay=0) -> FieldValue`` (``m, v, a, b``:
-    length-k sequences; ``g`` the gradient at ``theta``). Valid for ``t > 0``."""
+    length-k sequences; ``g`` the gradient at ``theta``). Valid for ``t > 0``.
+
+    Parameters
+    ----------
+    k : int, optional
+        The number of levels (>= 1; default 1, Adam).
+    weight_decay : bool, optional
+        Derive the field with ``lambda`` (default); without it the function's
+        ``weight_decay`` argument is ignored.
+
+    Returns
+    -------
+    Callable[..., FieldValue]
+        The field, NumPy-vectorised in its arguments. Cached per ``(k, weight_decay)``.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+    RuntimeError
+        A check of `moment_rates` (through `leading_flow`) fails.
+
+    Examples
+    --------
+    Late in time (bias corrections 1): :math:`u = m/\sqrt v = 1/2`:
+
+    >>> from adamflow.symbolic import leading_field_function
+    >>> field = leading_field_function(1)
+    >>> out = field(100.0, 0.0, [1.0], [4.0], 2.0, [1.0], [1.0], 0.0)
+    >>> round(float(out.theta), 6), float(out.m[0]), float(out.v[0])
+    (-0.5, 1.0, 0.0)
+    """
     k = check_k(k)
     return _leading_field_function(k, bool(weight_decay))
 
@@ -304,7 +458,26 @@ def _leading_field_function(k: int, weight_decay: bool) -> Callable[..., FieldVa
 def decoupled_decay() -> Derivation:
     r"""The decay factor :math:`1-\eta\lambda` of AdamW's step: exact rate
     :math:`-\ln(1-\eta\lambda)/\eta = \lambda + \eta\lambda^2/2 + O(\eta^2)`
-    (theory/adamw.md §3)."""
+    (theory/adamw.md §3).
+
+    Returns
+    -------
+    Derivation
+        Its steps and the result ``rate`` (in ``eta``, ``lambda``). Cached.
+
+    Raises
+    ------
+    Nothing: it checks nothing of its own result; sympy's errors would propagate.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import decoupled_decay
+    >>> rate = decoupled_decay().results["rate"]
+    >>> eta, lam = sp.symbols("eta lambda")
+    >>> sp.expand(sp.series(rate, eta, 0, 2).removeO() - (lam + eta * lam**2 / 2)) == 0
+    True
+    """
     eta, lam, rho = pos("eta"), pos("lambda"), real("rho")
     theta = real("theta")
     step_without_update = theta + eta * rules.parameter_velocity(0, theta, lam)

@@ -20,7 +20,28 @@ from ._symbols import B1, B2, SYMPY_OPS, expr, plain, pos, real
 def moment_rates() -> Derivation:
     r"""Derive the moment rates: :math:`a = \ln(1/\beta_1)/\eta` (exact decay) and
     :math:`a = (1-\beta_1)/\eta` (Euler), likewise :math:`b` from :math:`\beta_2`
-    (theory/adam.md §1)."""
+    (theory/adam.md §1).
+
+    Returns
+    -------
+    Derivation
+        Its steps, and results ``a_exact``, ``a_euler``, ``a_paper`` (in ``beta_1``,
+        ``eta``) and ``b_exact``, ``b_euler``, ``b_paper`` (in ``beta_2``, ``eta``).
+        Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (sympy found another result than the one derived
+        from `adamflow.rules`).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import moment_rates
+    >>> rates = moment_rates().results
+    >>> rates["a_exact"], rates["b_euler"]
+    (-log(beta_1)/eta, (1 - beta_2)/eta)
+    """
     b1, b2, eta, g = pos(B1), pos(B2), pos("eta"), real("g")
     a_real = real("a")
     n = sp.Symbol("n", integer=True, nonnegative=True)
@@ -112,7 +133,37 @@ def moment_rate(convention: str = "exact", moment: str = "first") -> sp.Expr:
     r"""The rate as an expression in ``beta_1`` (``moment="first"``: :math:`a`) or ``beta_2``
     (``"second"``: :math:`b`) and ``eta``: :math:`\ln(1/\beta_1)/\eta` (``"exact"``),
     :math:`(1-\beta_1)/\eta` (``"euler"``) or the paper's backward rate
-    :math:`(1-\beta_1)/(\beta_1\eta)` (``"paper"``) (theory/adam.md §1)."""
+    :math:`(1-\beta_1)/(\beta_1\eta)` (``"paper"``) (theory/adam.md §1).
+
+    Parameters
+    ----------
+    convention : str, optional
+        ``"exact"`` (default), ``"euler"`` or ``"paper"``.
+    moment : str, optional
+        ``"first"`` (default; :math:`a`) or ``"second"`` (:math:`b`).
+
+    Returns
+    -------
+    sympy.Expr
+        The rate, from `moment_rates`.
+
+    Raises
+    ------
+    ValueError
+        ``convention`` or ``moment`` not one of the names above.
+    RuntimeError
+        A check of `moment_rates` fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import moment_rate
+    >>> moment_rate()
+    -log(beta_1)/eta
+    >>> b2, eta = sp.symbols("beta_2 eta")
+    >>> sp.simplify(moment_rate("paper", "second") - (1 - b2) / (b2 * eta)) == 0
+    True
+    """
     if convention not in ("exact", "euler", "paper"):
         raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")
     if moment not in ("first", "second"):
@@ -125,7 +176,28 @@ def moment_rate(convention: str = "exact", moment: str = "first") -> sp.Expr:
 def bias_correction() -> Derivation:
     r"""Derive the bias corrections :math:`1-\beta_1^n` and :math:`1-e^{-a t}`, their equality
     at :math:`t = n\eta` in the exact convention, and :math:`\hat m \to g` as :math:`t \to 0`
-    (theory/adam.md §2)."""
+    (theory/adam.md §2).
+
+    Returns
+    -------
+    Derivation
+        Its steps, and results ``discrete`` (:math:`1-\beta_1^n`), ``continuous``
+        (:math:`1-e^{-at}`) and ``limit_t0`` (``g``, the limit of :math:`\hat m`).
+        Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (sympy found another result than the one derived
+        from `adamflow.rules`).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import bias_correction
+    >>> results = bias_correction().results
+    >>> results["discrete"], results["continuous"], results["limit_t0"]
+    (1 - beta_1**n, 1 - exp(-a*t), g)
+    """
     b1, eta, a, g = pos(B1), pos("eta"), pos("a"), real("g")
     n = sp.Symbol("n", integer=True, nonnegative=True)
     t = sp.Symbol("t", nonnegative=True)
@@ -177,7 +249,29 @@ def bias_correction() -> Derivation:
 @functools.cache
 def bias_corrected_form() -> Derivation:
     r"""Derive :math:`d\hat m/dt = a/(1-e^{-a t})\,(x - \hat m)` from :math:`\dot m = a(x - m)`
-    and :math:`\hat m = m/(1-e^{-a t})` (theory/adam.md §5)."""
+    and :math:`\hat m = m/(1-e^{-a t})` (theory/adam.md §5).
+
+    Returns
+    -------
+    Derivation
+        Its steps, and the result ``mhat_dot`` (in ``a``, ``t``, ``x``, ``mhat``).
+        Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (sympy found another result than the one derived
+        from `adamflow.rules`).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import bias_corrected_form
+    >>> a, t, x, mhat = sp.symbols("a t x mhat")
+    >>> rhs = bias_corrected_form().results["mhat_dot"]
+    >>> sp.simplify(rhs - a / (1 - sp.exp(-a * t)) * (x - mhat)) == 0
+    True
+    """
     a, t = pos("a"), pos("t")
     x, mhat = real("x"), real("mhat")
     m = sp.Function("m")(t)
@@ -217,7 +311,28 @@ def bias_corrected_form() -> Derivation:
 @functools.cache
 def memory_kernel() -> Derivation:
     r"""Check the memory-kernel form :math:`m(t) = \int_0^t a e^{-a(t-s)} g(s)\,ds` solves
-    :math:`\dot m = a(g - m)`, :math:`m(0) = 0` (theory/adam.md §6)."""
+    :math:`\dot m = a(g - m)`, :math:`m(0) = 0` (theory/adam.md §6).
+
+    Returns
+    -------
+    Derivation
+        Its steps, and the result ``m`` (the integral, in ``a``, ``t``, ``s`` and the
+        function ``g``). Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        The integral form does not solve the moment's equation (a failed check).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import memory_kernel
+    >>> m = memory_kernel().results["m"]
+    >>> a, t, g = sp.Symbol("a"), sp.Symbol("t"), sp.Function("g")
+    >>> sp.simplify(sp.diff(m, t) - a * (g(t) - m)) == 0
+    True
+    """
     a, t, s = pos("a"), pos("t"), pos("s")
     g = sp.Function("g")
     kernel_form = sp.Integral(a * sp.exp(-a * (t - s)) * g(s), (s, 0, t))
