@@ -119,7 +119,30 @@ def corrected_flow() -> Derivation:
     :math:`\dot\theta = -(u + (\eta/2)\dot u + \lambda(\theta - (\eta/2)\dot\theta_0))`.
     Results: ``delta_b1``, ``delta_prime_b1`` (in ``beta_1``, ``eta``; the second moment's
     lags are the same expressions in ``beta_2``), ``theta_velocity`` (in ``u``, ``udot``,
-    ``theta``, ``lambda``, ``eta``) and ``lag_remainder``."""
+    ``theta``, ``lambda``, ``eta``) and ``lag_remainder``.
+
+    Returns
+    -------
+    Derivation
+        Its steps and the results above. Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the matching fails (an order that should agree does not, or the
+        upper-level lead is not :math:`\delta_{\beta_1} - \eta`).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import corrected_flow
+    >>> results = corrected_flow().results
+    >>> b1, eta = sp.symbols("beta_1 eta")  # ln(1/b1) = -ln(b1):
+    >>> sp.simplify(results["delta_b1"] - eta * (1 / (1 - b1) + 1 / sp.log(b1))) == 0
+    True
+    >>> sp.simplify(results["delta_prime_b1"] - (results["delta_b1"] - eta)) == 0
+    True
+    """
     b1, eta = pos(B1), pos("eta")
     mm = _match_moment()
     pm = _match_parameters()
@@ -243,7 +266,22 @@ class Lags(NamedTuple):
     r"""NumPy functions ``f(factor, lr)`` of the corrected flow's lags: ``first_level`` is
     :math:`\delta_{\beta_1}` (with ``factor = b1``; ``factor = b2`` gives
     :math:`\delta_{\beta_2}`), ``upper_levels`` is :math:`\delta'_{\beta_1}` (levels
-    ``i >= 2``)."""
+    ``i >= 2``).
+
+    Attributes
+    ----------
+    first_level : Callable[[Any, Any], Any]
+        :math:`\delta_{\beta}(\beta, \eta)` of level 1, ``f(factor, lr)``.
+    upper_levels : Callable[[Any, Any], Any]
+        :math:`\delta'_{\beta}(\beta, \eta)` of levels ``i >= 2``, ``f(factor, lr)``.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import Lags, lag_functions
+    >>> lags = lag_functions()
+    >>> isinstance(lags, Lags), round(float(lags.upper_levels(0.9, 0.01)), 8)
+    (True, -0.00491222)
+    """
 
     first_level: Callable[[Any, Any], Any]
     upper_levels: Callable[[Any, Any], Any]
@@ -257,7 +295,32 @@ def lag_functions() -> Lags:
 
     The expressions are evaluated in :math:`x = 1-\beta_1` with ``log1p(-x)`` for
     :math:`\ln\beta_1`, which keeps the relative error near :math:`10^{-16}/(1-\beta_1)`
-    (the two terms cancel as :math:`\beta_1 \to 1`)."""
+    (the two terms cancel as :math:`\beta_1 \to 1`).
+
+    Returns
+    -------
+    Lags
+        ``first_level`` and ``upper_levels``, each ``f(factor, lr)`` broadcasting NumPy
+        arrays. Cached: made once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of `corrected_flow` fails.
+
+    Examples
+    --------
+    :math:`\delta_{\beta_1} = \eta(1/(1-\beta_1) - 1/\ln(1/\beta_1))`, which tends to
+    :math:`\eta/2` as :math:`\beta_1 \to 1`:
+
+    >>> import numpy as np
+    >>> from adamflow.symbolic import lag_functions
+    >>> lag = lag_functions().first_level
+    >>> round(float(lag(0.9, 0.01)), 8), round(float(0.01 * (1 / 0.1 - 1 / np.log(1 / 0.9))), 8)
+    (0.00508778, 0.00508778)
+    >>> [round(float(x), 4) for x in lag(np.array([0.999, 1 - 1e-9]), 1.0)]
+    [0.5001, 0.5]
+    """
     from sympy.codegen.cfunctions import log1p
 
     results = corrected_flow().results

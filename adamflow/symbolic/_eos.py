@@ -46,7 +46,29 @@ class Instability(NamedTuple):
     ``kind`` is ``"z=-1"`` (a real root through -1: period-two oscillation), ``"z=1"`` or
     ``"complex"`` (a pair :math:`e^{\\pm i\\omega}`); ``s`` the value of :math:`\\eta s`
     there (the learning rate scaled out), ``omega`` the angle of the leaving root, and
-    ``crossing`` the :math:`\\eta s` of the :math:`z = -1` crossing, for comparison."""
+    ``crossing`` the :math:`\\eta s` of the :math:`z = -1` crossing, for comparison.
+
+    Attributes
+    ----------
+    kind : str
+        ``"z=-1"``, ``"z=1"``, ``"complex"``, or ``"none"`` (nothing leaves).
+    s : float
+        The :math:`\\eta s` of the first instability (``inf`` for ``"none"``).
+    omega : float
+        The angle of the leaving root (NaN for ``"none"``).
+    crossing : float
+        The :math:`\\eta s` at which :math:`p(-1) = 0` (``inf`` if none).
+
+    Examples
+    --------
+    Adam at β₁ = 0.9 (no weight decay): a real root leaves through -1 at
+    :math:`\\eta s = 2(1+\\beta_1)/(1-\\beta_1) = 38`:
+
+    >>> from adamflow.symbolic import eos_first_instability
+    >>> found = eos_first_instability(1, (0.9,), 0.0)
+    >>> found.kind, round(found.s, 6), round(found.omega, 6), round(found.crossing, 6)
+    ('z=-1', 38.0, 3.141593, 38.0)
+    """
 
     kind: str
     s: float
@@ -94,7 +116,37 @@ def eos(k: int = 1) -> Derivation:
     :math:`s` at which :math:`p(-1) = 0`), and for ``k = 1`` ``threshold`` (= ``crossing``,
     proven the first instability) and ``threshold_no_decay``; for ``k >= 2``
     ``first_instability``: a tuple of ``(b1s, eta*lambda, Instability)`` at checked factor
-    values."""
+    values.
+
+    Parameters
+    ----------
+    k : int, optional
+        The number of levels (>= 1; default 1, Adam/AdamW).
+
+    Returns
+    -------
+    Derivation
+        Its steps and the results above. Cached per ``k``.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+    RuntimeError
+        A check of the derivation fails (e.g. the step is not linear, or for ``k = 1`` the
+        :math:`z = -1` crossing is not proven the first instability).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import eos
+    >>> results = eos(1).results
+    >>> sorted(results)
+    ['charpoly', 'conditions', 'crossing', 'step', 'threshold', 'threshold_no_decay']
+    >>> b1, eta = sp.symbols("beta_1 eta")
+    >>> sp.simplify(results["threshold_no_decay"] - 2 * (1 + b1) / (eta * (1 - b1))) == 0
+    True
+    """
     k = check_k(k)
     eta, lam, h, s = pos("eta"), pos("lambda"), pos("h"), real("s")
     theta, z = real("theta"), sp.Symbol("z")
@@ -373,6 +425,16 @@ def eos_threshold_expr() -> sp.Expr:
     frozen-preconditioner step is stable iff :math:`s < s^*`, and at :math:`s^*` a real root
     leaves through :math:`z = -1`.
 
+    Returns
+    -------
+    sympy.Expr
+        :math:`s^*`, ``eos(1).results["threshold"]``.
+
+    Raises
+    ------
+    RuntimeError
+        A check of `eos` fails.
+
     Examples
     --------
     >>> import sympy as sp
@@ -390,6 +452,27 @@ def eos_first_instability(k: int, b1s: Sequence[float], lr_weight_decay: float) 
     r"""Which root of k-Adam's frozen-preconditioner step leaves the unit circle first, and at
     which :math:`\eta s` (theory/eos.md §3), at the given momentum factors (level 1 first) and
     :math:`\eta\lambda`; from `eos` ``(k)``'s characteristic polynomial.
+
+    Parameters
+    ----------
+    k : int
+        The number of levels (>= 1).
+    b1s : Sequence[float]
+        The momentum factors :math:`\beta_{1,i}`, level 1 first, ``k`` of them.
+    lr_weight_decay : float
+        :math:`\eta\lambda` (0 for Adam).
+
+    Returns
+    -------
+    Instability
+        Which root leaves first and where; ``kind="none"`` if nothing leaves.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1, or ``b1s`` not of length ``k``.
+    RuntimeError
+        A check of `eos` fails, or the step is not stable at small :math:`s`.
 
     Examples
     --------

@@ -28,7 +28,30 @@ def scale_invariance() -> Derivation:
     ``N = |theta|^2``, ``P = theta.u``, ``U = |u|^2``, ``eta``, ``lambda``), ``norm_rate``
     (:math:`d|\theta|^2/dt` to first order), ``equilibrium`` (:math:`|\theta|^2` at rest, in
     ``E``, the mean of ``|u|^2``) and ``angular_step`` (per iteration, for an update of size
-    ``|u|``)."""
+    ``|u|``).
+
+    Returns
+    -------
+    Derivation
+        Its steps and the results above. Cached: derived once per process.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (scale invariance, the invariance of Adam's
+        update, the linearity of the step or the memory-kernel form).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import scale_invariance
+    >>> results = scale_invariance().results
+    >>> results["orthogonality"], results["gradient_scaling"]
+    (0, 1)
+    >>> E, eta, lam = sp.symbols("E eta lambda")
+    >>> sp.simplify(results["equilibrium"] - eta * E / (2 * lam)) == 0
+    True
+    """
     c, eta, lam = pos("c"), pos("eta"), pos("lambda")
     th1, th2 = real("theta_1"), real("theta_2")
     loss = sp.Function("L")

@@ -47,7 +47,30 @@ def stability() -> Derivation:
     and its consequences (theory/stability.md §1): the condition :math:`\beta_2 > \beta_1^2`,
     the closed form :math:`C = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}`, the
     finite-n bound, the growth factor :math:`\beta_1/\sqrt{\beta_2}` outside, the continuous
-    form :math:`b < 2a`, :math:`C = a/\sqrt{b(2a-b)}`, and the Euler-convention condition."""
+    form :math:`b < 2a`, :math:`C = a/\sqrt{b(2a-b)}`, and the Euler-convention condition.
+
+    Returns
+    -------
+    Derivation
+        Its steps and results ``condition``, ``bound``, ``finite_bound``,
+        ``boundary_bound``, ``growth_factor``, ``continuous_condition``,
+        ``continuous_bound``, ``continuous_growth_rate``, ``euler_condition``,
+        ``paper_condition``, ``paper_criterion`` and ``<convention>_growth_per_step``
+        (in ``beta_1``, ``beta_2``, ``a``, ``b``, ``eta``, ``n``). Cached.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (sympy found another result than the one derived
+        from `adamflow.rules`).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import stability
+    >>> results = stability().results
+    >>> results["condition"], results["growth_factor"]
+    (beta_2 > beta_1**2, beta_1/sqrt(beta_2))
+    """
     b1, b2 = pos(B1), pos(B2)
     j = sp.Symbol("j", integer=True, nonnegative=True)
     n = sp.Symbol("n", integer=True, positive=True)
@@ -254,7 +277,38 @@ def stability_condition(form: str = "discrete", *, convention: str | None = None
     ``"euler"``: the continuous one under Euler rates, :math:`\beta_2 > 2\beta_1 - 1`.
     ``convention`` (overrides ``form``): the continuous condition under that convention's
     rates: ``"exact"`` gives the discrete one, ``"euler"`` as above, ``"paper"`` (backward
-    rates) :math:`\beta_2 > \beta_1/(2-\beta_1)`, i.e. the paper's :math:`C > 0`."""
+    rates) :math:`\beta_2 > \beta_1/(2-\beta_1)`, i.e. the paper's :math:`C > 0`.
+
+    Parameters
+    ----------
+    form : str, optional
+        ``"discrete"`` (default), ``"continuous"`` or ``"euler"`` (``"paper"`` is
+        accepted too: the same as ``convention="paper"``).
+    convention : str | None, optional
+        ``"exact"``, ``"euler"`` or ``"paper"``; overrides ``form`` (default ``None``).
+
+    Returns
+    -------
+    sympy.Rel
+        The condition, in ``beta_1``, ``beta_2`` (or ``a``, ``b`` for ``"continuous"``).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``form`` or ``convention``.
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import stability_condition
+    >>> stability_condition(), stability_condition("continuous"), stability_condition("euler")
+    (beta_2 > beta_1**2, b < 2*a, beta_2 > 2*beta_1 - 1)
+    >>> b1 = sp.Symbol("beta_1")
+    >>> sp.simplify(stability_condition(convention="paper").rhs - b1 / (2 - b1)) == 0
+    True
+    """
     if convention is not None:
         form = {"exact": "discrete", "euler": "euler", "paper": "paper"}.get(convention, "")
         if not form:
@@ -274,7 +328,35 @@ def growth_per_step(convention: str = "exact") -> sp.Expr:
     r"""Per-step log growth of the update bound outside the stable region,
     :math:`(b/2 - a)\eta` with the convention's rates: :math:`\ln(\beta_1/\sqrt{\beta_2})`
     (``"exact"``), :math:`((1-\beta_2) - 2(1-\beta_1))/2` (``"euler"``), :math:`-C/2`
-    (``"paper"``) (theory/stability.md §1)."""
+    (``"paper"``) (theory/stability.md §1).
+
+    Parameters
+    ----------
+    convention : str, optional
+        ``"exact"`` (default), ``"euler"`` or ``"paper"``.
+
+    Returns
+    -------
+    sympy.Expr
+        The per-step log growth, in ``beta_1``, ``beta_2``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``convention``.
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import growth_per_step
+    >>> b1, b2 = sp.symbols("beta_1 beta_2")
+    >>> round(float(growth_per_step().subs({b1: 0.9, b2: 0.5})), 6)  # ln(0.9/sqrt(0.5))
+    0.241213
+    >>> sp.expand(growth_per_step("euler") - ((1 - b2) - 2 * (1 - b1)) / 2) == 0
+    True
+    """
     if convention not in ("exact", "euler", "paper"):
         raise ValueError(f"convention must be 'exact', 'euler' or 'paper', got {convention!r}")
     return stability().results[f"{convention}_growth_per_step"]
@@ -282,14 +364,57 @@ def growth_per_step(convention: str = "exact") -> sp.Expr:
 
 def paper_criterion() -> sp.Expr:
     r"""The paper's stability quantity :math:`C = 2(1-\beta_1)/\beta_1 - (1-\beta_2)/\beta_2`,
-    derived as :math:`-2(b/2 - a)\eta` under its backward rates (theory/stability.md §1)."""
+    derived as :math:`-2(b/2 - a)\eta` under its backward rates (theory/stability.md §1).
+
+    Returns
+    -------
+    sympy.Expr
+        :math:`C`, in ``beta_1``, ``beta_2``.
+
+    Raises
+    ------
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import paper_criterion
+    >>> b1, b2 = sp.symbols("beta_1 beta_2")
+    >>> sp.simplify(paper_criterion() - (2 * (1 - b1) / b1 - (1 - b2) / b2)) == 0
+    True
+    """
     return stability().results["paper_criterion"]
 
 
 def level_conditions(k: int) -> tuple[sp.Rel, ...]:
     r"""k-Adam: level i is bounded iff :math:`\beta_{2,i} > \beta_{1,i}^2` (symbols
     ``beta_1,i``, ``beta_2,i``; for ``k = 1`` the plain ``beta_1``, ``beta_2``)
-    (theory/kadam.md §3)."""
+    (theory/kadam.md §3).
+
+    Parameters
+    ----------
+    k : int
+        The number of levels (>= 1).
+
+    Returns
+    -------
+    tuple[sympy.Rel, ...]
+        One condition per level, level 1 first.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not an integer >= 1.
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import level_conditions
+    >>> level_conditions(2)
+    (beta_2,1 > beta_1,1**2, beta_2,2 > beta_1,2**2)
+    """
     k = check_k(k)
     condition = stability_condition()
     conditions = []
@@ -305,6 +430,38 @@ def update_bound(n: int | sp.Symbol | None = None, form: str = "discrete") -> sp
     on :math:`|m_n|/\sqrt{v_n}` (``n=None``), or the finite-n bound
     :math:`\sqrt{\sum_{j<n} w_j^2/c_j}` (``n`` an integer or Symbol; a Piecewise with the
     boundary case). ``form="continuous"``: :math:`a/\sqrt{b(2a-b)}` (theory/stability.md §1).
+
+    Parameters
+    ----------
+    n : int | sympy.Symbol | None, optional
+        ``None`` (default): the bound for every n; else the step n (an integer >= 1 or a
+        Symbol).
+    form : str, optional
+        ``"discrete"`` (default, in ``beta_1``, ``beta_2``) or ``"continuous"`` (in ``a``,
+        ``b``).
+
+    Returns
+    -------
+    sympy.Expr
+        The bound.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``form``; ``n`` given with ``form="continuous"``; an integer ``n`` < 1.
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import update_bound
+    >>> b1, b2 = sp.symbols("beta_1 beta_2")
+    >>> at = {b1: 0.9, b2: 0.999}  # Adam's defaults
+    >>> round(float(update_bound().subs(at)), 4), round(float(update_bound(1).subs(at)), 4)
+    (7.2703, 3.1623)
+    >>> update_bound(form="continuous")
+    a/(sqrt(b)*sqrt(2*a - b))
     """
     results = stability().results
     if form == "continuous":
@@ -322,7 +479,24 @@ def update_bound(n: int | sp.Symbol | None = None, form: str = "discrete") -> sp
 
 def growth_factor() -> sp.Expr:
     r"""Per-step growth factor of the bound outside the stable region:
-    :math:`\beta_1/\sqrt{\beta_2}` (theory/stability.md §1)."""
+    :math:`\beta_1/\sqrt{\beta_2}` (theory/stability.md §1).
+
+    Returns
+    -------
+    sympy.Expr
+        The factor, in ``beta_1``, ``beta_2``.
+
+    Raises
+    ------
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import growth_factor
+    >>> growth_factor()
+    beta_1/sqrt(beta_2)
+    """
     return stability().results["growth_factor"]
 
 
@@ -331,7 +505,27 @@ def amplification() -> Derivation:
     r"""The :math:`\varepsilon`-capped amplification of a coordinate whose gradient of size
     :math:`G` switches off (theory/stability.md §2): :math:`(G/\varepsilon)^{1-p}`,
     :math:`p = 2\ln(1/\beta_1)/\ln(1/\beta_2)` (leading), and its exact maximum
-    :math:`p^p (1-p)^{1-p} (G/\varepsilon)^{1-p}`."""
+    :math:`p^p (1-p)^{1-p} (G/\varepsilon)^{1-p}`.
+
+    Returns
+    -------
+    Derivation
+        Its steps and results ``leading``, ``exact`` (in ``G``, ``epsilon`` and ``p``),
+        ``p`` (in ``beta_1``, ``beta_2``) and ``y_star``. Cached.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the derivation fails (sympy found another result than the one derived
+        from `adamflow.rules`).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import amplification
+    >>> results = amplification().results
+    >>> results["p"]
+    2*log(beta_1)/log(beta_2)
+    """
     b1, b2, G, eps = pos(B1), pos(B2), pos("G"), pos("epsilon")
     nu = pos("nu")
     k = sp.Symbol("n", integer=True, nonnegative=True)
@@ -415,7 +609,35 @@ def eps_capped_amplification(sharp: bool = False) -> sp.Expr:
     unstable region: :math:`(G/\varepsilon)^{1 - 2\ln(1/\beta_1)/\ln(1/\beta_2)}`
     (theory/stability.md §2), or with ``sharp=True`` the exact maximum
     :math:`p^p(1-p)^{1-p}(G/\varepsilon)^{1-p}` (symbol ``p``, see
-    ``amplification().results["p"]``)."""
+    ``amplification().results["p"]``).
+
+    Parameters
+    ----------
+    sharp : bool, optional
+        ``False`` (default): the leading estimate; ``True``: the exact maximum.
+
+    Returns
+    -------
+    sympy.Expr
+        The largest update, in ``G``, ``epsilon`` and ``beta_1``, ``beta_2`` (or ``p``).
+
+    Raises
+    ------
+    RuntimeError
+        A check of `amplification` fails.
+
+    Examples
+    --------
+    :math:`G/\varepsilon = 10^8` at (0.9, 0.5): about :math:`10^{5.3}` (compare
+    `adamflow.phase.predicted_peak`):
+
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import amplification, eps_capped_amplification
+    >>> at = dict(zip(sp.symbols("beta_1 beta_2 G epsilon"), (0.9, 0.5, 1.0, 1e-8)))
+    >>> at[sp.Symbol("p")] = amplification().results["p"].subs(at)
+    >>> [round(float(sp.log(eps_capped_amplification(s).subs(at), 10)), 3) for s in (False, True)]
+    [5.568, 5.301]
+    """
     results = amplification().results
     return results["exact"] if sharp else results["leading"]
 
@@ -423,7 +645,25 @@ def eps_capped_amplification(sharp: bool = False) -> sp.Expr:
 @functools.cache
 def kadam_levels() -> Derivation:
     r"""k-Adam's stable region level by level, and the top level's bound on the final update
-    (theory/kadam.md §3); shown for ``k = 2``."""
+    (theory/kadam.md §3); shown for ``k = 2``.
+
+    Returns
+    -------
+    Derivation
+        Its steps and results ``conditions`` (`level_conditions` ``(2)``) and ``top_bound``
+        (`update_bound` in level 2's factors). Cached.
+
+    Raises
+    ------
+    RuntimeError
+        A check of `stability` fails.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import kadam_levels
+    >>> kadam_levels().results["conditions"]
+    (beta_2,1 > beta_1,1**2, beta_2,2 > beta_1,2**2)
+    """
     conditions = level_conditions(2)
     top_names = level_names(2, 2)
     top = update_bound().xreplace(
