@@ -226,7 +226,14 @@ def _modules_with_examples() -> list[str]:
 
 # Modules whose examples take more than a few seconds (each flow an example runs compiles
 # once): their examples run with -m slow, as .ci/run does.
-SLOW_EXAMPLE_MODULES: frozenset[str] = frozenset({"adamflow.phase._distributed"})
+SLOW_EXAMPLE_MODULES: frozenset[str] = frozenset(
+    {
+        "adamflow._compare",
+        "adamflow.phase._distributed",
+        "adamflow.symbolic._documents",
+        "adamflow.symbolic._modified",
+    }
+)
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,31 @@ from ._stability import amplification, kadam_levels, stability, stability_condit
 
 @functools.cache
 def derivations() -> dict[str, tuple[Derivation, ...]]:
-    """Every derivation, grouped by the ``theory/`` page that shows it, in section order."""
+    """Every derivation, grouped by the ``theory/`` page that shows it, in section order.
+
+    Section n of a page (``theory/<page> §n``) is the n-th derivation of its group;
+    theory/eos.md is written by hand around `eos` and is not among them.
+
+    Returns
+    -------
+    dict[str, tuple[Derivation, ...]]
+        Page name (``"adam.md"``, ``"adamw.md"``, ``"kadam.md"``, ``"stability.md"``,
+        ``"corrected_flow.md"``) to its derivations. Cached: derived once per process
+        (the first call takes seconds).
+
+    Raises
+    ------
+    RuntimeError
+        A check of one of the derivations fails.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import derivations
+    >>> {page: len(group) for page, group in derivations().items()}
+    {'adam.md': 6, 'adamw.md': 3, 'kadam.md': 4, 'stability.md': 2, 'corrected_flow.md': 3}
+    >>> derivations()["stability.md"][0].key
+    'stability'
+    """
     return {
         "adam.md": (
             moment_rates(),
@@ -127,7 +151,28 @@ def _main_results() -> list[tuple[str, sp.Basic]]:
 def theory_documents() -> dict[str, str]:
     """The ``theory/`` Markdown pages (file name -> text), written from `derivations`: each
     page has a table of letters (ours, optax's keywords, the paper's) and numbered sections
-    ``## n. Title``; ``README.md`` indexes them."""
+    ``## n. Title``; ``README.md`` indexes them.
+
+    Returns
+    -------
+    dict[str, str]
+        File name (the pages of `derivations` and ``README.md``) to Markdown text.
+
+    Raises
+    ------
+    RuntimeError
+        A check of one of the derivations fails.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import theory_documents
+    >>> documents = theory_documents()
+    >>> sorted(documents)
+    ['README.md', 'adam.md', 'adamw.md', 'corrected_flow.md', 'kadam.md', 'stability.md']
+    >>> sections = [line for line in documents["stability.md"].splitlines() if line[:3] == "## "]
+    >>> len(sections), sections[0]
+    (2, '## 1. The Cauchy-Schwarz bound and the stable region')
+    """
     docs: dict[str, str] = {}
     groups = derivations()
     for name, group in groups.items():
@@ -156,7 +201,37 @@ def theory_documents() -> dict[str, str]:
 def write_theory(out_dir: str | os.PathLike[str], check: bool = False) -> list[str]:
     """Write the `theory_documents` that are missing or differ in ``out_dir`` (each through
     a temporary file and a rename) and return their names; with ``check=True`` write nothing
-    and only return them."""
+    and only return them.
+
+    Parameters
+    ----------
+    out_dir : str | os.PathLike[str]
+        The folder of the pages (``theory/``); created if missing when writing.
+    check : bool, optional
+        Only report the stale pages, write nothing (default ``False``).
+
+    Returns
+    -------
+    list[str]
+        The names of the pages that were missing or differed (written unless ``check``).
+
+    Raises
+    ------
+    OSError
+        A page cannot be read, or the folder or a page cannot be written.
+    UnicodeDecodeError
+        A page there is not UTF-8 text.
+    RuntimeError
+        A check of one of the derivations fails.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from adamflow.symbolic import write_theory
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     print(write_theory(tmp, check=True) == write_theory(tmp), write_theory(tmp))
+    True []
+    """
     out = Path(out_dir)
     documents = theory_documents()
     stale = [

@@ -92,7 +92,32 @@ class ModifiedCoefficients(NamedTuple):
     r"""Taylor coefficients :math:`c_0..c_p` (``c_j`` multiplies :math:`\eta^j d^j/dt^j`) of
     the order-p corrected flow: ``start``/``end`` are sympy expressions in ``beta_1`` (use
     ``beta_2`` for second moments) for drives read at step starts (level 1) and ends
-    (levels ≥ 2); ``right``/``left`` are numbers, for the updates and the weight decay."""
+    (levels ≥ 2); ``right``/``left`` are numbers, for the updates and the weight decay.
+
+    Attributes
+    ----------
+    start : tuple[sympy.Expr, ...]
+        :math:`c_0..c_p` of :math:`P(z)` for a drive read at step starts (level 1).
+    end : tuple[sympy.Expr, ...]
+        The same for a drive read at step ends (levels ≥ 2).
+    right : tuple[sympy.Expr, ...]
+        The coefficients of :math:`Q_R(z) = z/(1-e^{-z})` (the updates).
+    left : tuple[sympy.Expr, ...]
+        The coefficients of :math:`Q_L(z) = z/(e^z-1)` (the weight decay).
+
+    Notes
+    -----
+    The ``beta_1`` of ``start`` and ``end`` is the positive Symbol
+    ``sympy.Symbol("beta_1", positive=True)``, not the assumption-free one of the other
+    results.
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import modified_coefficients
+    >>> coefficients = modified_coefficients(2)
+    >>> coefficients.right, coefficients.left
+    ((1, 1/2, 1/12), (1, -1/2, 1/12))
+    """
 
     start: tuple[sp.Expr, ...]
     end: tuple[sp.Expr, ...]
@@ -106,7 +131,40 @@ def modified_coefficients(order: int) -> ModifiedCoefficients:
     the series of :math:`P(z) = \frac{(1-\beta_1) e^{-z\,o}}{1-\beta_1 e^{-z}}
     \cdot\frac{\ell + z}{\ell}` (:math:`\ell = \ln(1/\beta_1)`, offset o = 1 at level 1,
     0 above), of :math:`Q_R(z) = z/(1-e^{-z})` and of :math:`Q_L(z) = z/(e^z-1)`, each
-    derived from the one-step maps by `_multipliers`, to :math:`z^{order}`."""
+    derived from the one-step maps by `_multipliers`, to :math:`z^{order}`.
+
+    Parameters
+    ----------
+    order : int
+        The order p of the corrected flow (>= 0; 0 is the leading flow).
+
+    Returns
+    -------
+    ModifiedCoefficients
+        ``order + 1`` coefficients of each series. Cached per ``order``.
+
+    Raises
+    ------
+    ValueError
+        ``order`` < 0.
+    TypeError
+        ``order`` not an integer.
+    RuntimeError
+        A check of the matching fails (a multiplier that depends on the window length).
+
+    Examples
+    --------
+    Order 1 gives the lag of `corrected_flow`, :math:`\delta_{\beta_1} = -c_1\eta`
+    (``start`` is in the positive ``beta_1``):
+
+    >>> import sympy as sp
+    >>> from adamflow.symbolic import corrected_flow, modified_coefficients
+    >>> c = modified_coefficients(1).start
+    >>> b1, eta = sp.Symbol("beta_1", positive=True), sp.Symbol("eta")
+    >>> lag = corrected_flow().results["delta_b1"].subs(sp.Symbol("beta_1"), b1)
+    >>> c[0], sp.simplify(-c[1] * eta - lag) == 0
+    (1, True)
+    """
     if order < 0:
         raise ValueError(f"order must be >= 0, got {order}")
     multipliers, _ = _multipliers()
@@ -128,7 +186,25 @@ def modified_coefficients(order: int) -> ModifiedCoefficients:
 def corrected_flows() -> Derivation:
     r"""Derive the corrected flow of every order (theory/corrected_flow.md §2) by matching
     the one-step maps on exponential sequences; results ``P_start``, ``P_end``, ``Q_right``,
-    ``Q_left`` and the order-2 coefficients ``order_2_start``, ``order_2_end``."""
+    ``Q_left`` and the order-2 coefficients ``order_2_start``, ``order_2_end``.
+
+    Returns
+    -------
+    Derivation
+        Its steps and the results above (in ``beta_1`` and ``z``). Cached.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the matching fails (a multiplier that depends on the window length).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import corrected_flows
+    >>> results = corrected_flows().results
+    >>> results["Q_right"], results["Q_left"]
+    (z*exp(z)/(exp(z) - 1), z/(exp(z) - 1))
+    """
     multipliers, shown = _multipliers()
     second = modified_coefficients(2)
     z = real("z")
@@ -216,7 +292,26 @@ def implicit_bias_comparison() -> Derivation:
     \dot g]`, :math:`S = \sqrt{g^2+\varepsilon}`, where :math:`-\dot g =
     \partial_j\|\nabla E\|_{1,\varepsilon}`. Results: ``ours_eps_inside``, ``cks``,
     ``difference_eps_inside`` (zero), ``ours_eps_outside`` (optax's ε), ``eps_zero_gap``
-    (zero: both agree at ε = 0), ``delay_window`` (the bias-corrected window's mean delay)."""
+    (zero: both agree at ε = 0), ``delay_window`` (the bias-corrected window's mean delay).
+
+    Returns
+    -------
+    Derivation
+        Its steps and the results above (in ``g``, ``gdot``, ``eta``, ``epsilon``,
+        ``beta_1``, ``beta_2``, ``n``). Cached.
+
+    Raises
+    ------
+    RuntimeError
+        A check of the matching fails (a multiplier that depends on the window length).
+
+    Examples
+    --------
+    >>> from adamflow.symbolic import implicit_bias_comparison
+    >>> results = implicit_bias_comparison().results
+    >>> results["difference_eps_inside"], results["eps_zero_gap"]
+    (0, 0)
+    """
     b1, b2, eta, eps = pos(B1), pos("beta_2"), pos("eta"), pos("epsilon")
     g, gdot, t = real("g"), real("gdot"), real("t")
     z = real("z")
