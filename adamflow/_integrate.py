@@ -177,12 +177,61 @@ def _pick_backend(backend: str, solver: Any, traceable: bool) -> str:
 
 
 class PrecisionWarning(UserWarning):
-    """A requested tolerance finer than the float dtype in use can reach."""
+    """A requested tolerance finer than the float dtype in use can reach.
+
+    `integrate` warns with it when ``rtol`` is below about ten float32 units in the last
+    place while ``jax_enable_x64`` is off. A ``UserWarning``.
+
+    Attributes
+    ----------
+    args : tuple
+        ``(message,)``: the message says what to change.
+
+    Raises
+    ------
+    Nothing: a warning category; `integrate` issues it with ``warnings.warn``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import adamflow as af
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", af.PrecisionWarning)  # make it an error
+    ...     try:
+    ...         warnings.warn("rtol is below what float32 can resolve", af.PrecisionWarning)
+    ...     except af.PrecisionWarning as caught:
+    ...         print("caught:", caught)
+    caught: rtol is below what float32 can resolve
+    """
 
 
 class ValidityWarning(UserWarning):
     """A corrected flow that started within its validity and left it along the path: the
-    solve succeeded, but no expansion in lr describes the steps where ``validity > 1``."""
+    solve succeeded, but no expansion in lr describes the steps where ``validity > 1``.
+
+    `integrate` warns with it (``Trajectory.validity`` holds the value). A ``UserWarning``.
+
+    Attributes
+    ----------
+    args : tuple
+        ``(message,)``: the message says what to change.
+
+    Raises
+    ------
+    Nothing: a warning category; `integrate` issues it with ``warnings.warn``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import adamflow as af
+    >>> issubclass(af.ValidityWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("validity 3.2 > 1 along the path", af.ValidityWarning)
+    >>> caught[0].category is af.ValidityWarning
+    True
+    """
 
 
 #: The finest ``rtol`` a float32 run can honour (about ten units in the last place).
@@ -275,15 +324,23 @@ def integrate(
 
     Parameters
     ----------
-    opt : an `Adam`, `AdamW` or `KAdam` spec.
-    loss : scalar function of the parameter PyTree (``None`` when ``grad`` is given).
-    theta0 : initial parameters: any PyTree of real arrays (integers are taken as floats;
+    opt : KAdam
+        An `Adam`, `AdamW` or `KAdam` spec.
+    loss : Callable[[PyTree], Any] | None
+        Scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : PyTree
+        Initial parameters: any PyTree of real arrays (integers are taken as floats;
         complex, boolean and string leaves, and a list or tuple of plain numbers, raise
         ``TypeError``: a list is a PyTree node, so pass ``jnp.asarray`` for a vector).
-    grad : gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
+    grad : Callable[[PyTree], PyTree] | None, optional
+        Gradient function replacing ``jax.grad(loss)``; a NumPy-only callable is
         allowed with the scipy backend.
-    steps, t1 : horizon, as a number of lr-steps or as an end time (exactly one).
-    order : ``"leading"``, ``"corrected"`` / ``"corrected2"`` (the corrected flows of order
+    steps : float | None, optional
+        Horizon as a number of lr-steps (give exactly one of ``steps`` and ``t1``).
+    t1 : float | None, optional
+        Horizon as an end time.
+    order : str, optional
+        ``"leading"``, ``"corrected"`` / ``"corrected2"`` (the corrected flows of order
         1 and 2, error O(lr²) / O(lr³), theory/corrected_flow.md §2; JAX gradients, k ≤ 2,
         exact rates; they begin after the first discrete step -- saved times before lr lie
         on its straight segment -- and raise `IntegrationError` where their ``validity``
@@ -293,31 +350,41 @@ def integrate(
         time-averaged iterate, whose oscillation along the top two preconditioned
         eigenvectors feeds back on the mean motion and on v, so that λ_max(P⁻¹H) is held
         at `adamflow.eos_threshold`; the leading flow below the edge; theory/eos.md §5).
-    convention : moment rates: ``"exact"`` (default, a = ln(1/β₁)/η), ``"euler"``
+    convention : str, optional
+        Moment rates: ``"exact"`` (default, a = ln(1/β₁)/η), ``"euler"``
         (a = (1-β₁)/η) or ``"paper"`` (the paper's backward rates a = (1-β₁)/(β₁η)).
         The paper's own model is ``order="paper", convention="paper"``.
-    backend : ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
+    backend : str, optional
+        ``"auto"`` (diffrax when the gradient is JAX-traceable), ``"diffrax"`` or
         ``"scipy"``.
-    solver : diffrax: ``None`` (Tsit5), a name (``"tsit5"``, ``"dopri5"``, ``"dopri8"``,
+    solver : Any, optional
+        Diffrax: ``None`` (Tsit5), a name (``"tsit5"``, ``"dopri5"``, ``"dopri8"``,
         ``"kvaerno3"``, ``"kvaerno5"``) or a solver instance; scipy: a ``solve_ivp``
         method (default ``"RK45"``; ``"Radau"``, ``"BDF"``, ``"LSODA"`` get an exact
         Jacobian).
-    rtol, atol : the adaptive step's tolerances. ``rtol`` defaults to 1e-7 in float64
+    rtol : float | None, optional
+        The adaptive step's relative tolerance. It defaults to 1e-7 in float64
         (``jax_enable_x64``) and to 1e-5 in float32, where a smaller one is out of reach
         and warns (`PrecisionWarning`) naming ``jax_enable_x64``. The defaults can sit
         above the corrected orders' model error: measure their O(lr²)/O(lr³) with rtol
         around 1e-12, in float64.
-    save_steps : step numbers (``t/lr``, floats allowed) to save at; default every
+    atol : float, optional
+        The adaptive step's absolute tolerance, >= 0.
+    save_steps : Any, optional
+        Step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
-
-    max_steps : the most solver steps before giving up.
-    throw : raise `IntegrationError` on failure along the path (default); else return
+    max_steps : int, optional
+        The most solver steps before giving up.
+    throw : bool, optional
+        Raise `IntegrationError` on failure along the path (default); else return
         ``success=False`` with the reason in ``message``. A refusal before any integration
         (a spec or start the order cannot handle) always raises. A corrected flow that
         succeeds but leaves its validity along the path (``validity > 1``) warns
         (`ValidityWarning`).
-    progress : show a progress bar.
-    start : where the flow begins. ``None``: at ``theta0`` with zero moments (the corrected
+    progress : bool, optional
+        Show a progress bar.
+    start : TrainingState | str | None, optional
+        Where the flow begins. ``None``: at ``theta0`` with zero moments (the corrected
         orders after the first discrete step). A `TrainingState` after K steps (from
         ``run_discrete(...).state_at(K)``; ``theta0`` is then ``None``): the flow covers
         [Kη, ``steps``·η] (``steps`` and ``t1`` keep their meaning, so its saved steps line
@@ -329,11 +396,58 @@ def integrate(
         first step (1, 2, ..., 8, then ~1.25× apart) where they may start and integrate from
         there; saved points before it are the discrete steps (linear in between). Other
         orders start at ``theta0``. The `Trajectory` records the step in ``start_step``.
-    sharpness_every : measure the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)`,
-        :math:`P = \sqrt{\hat v} + \varepsilon` with the flow's own :math:`\hat v = v/(1 -
-        e^{-bt})`, at the saved steps that are multiples of it, into
+    sharpness_every : int | None, optional
+        Measure the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)`,
+        :math:`P = \sqrt{\hat v} + \varepsilon` with the flow's own
+        :math:`\hat v = v/(1 - e^{-bt})`, at the saved steps that are multiples of it, into
         ``Trajectory.sharpness`` (Adam/AdamW and a JAX gradient; theory/eos.md §1).
 
+    Returns
+    -------
+    Trajectory
+        ``kind="flow"``, saved at ``save_steps``: parameters, raw moments per level and
+        the update ``u(t)``, with ``order``, ``convention``, ``backend``, ``validity``
+        (corrected orders), ``start_step`` and the solver's ``stats``.
+
+    Raises
+    ------
+    TypeError
+        If ``opt`` is not a spec; ``grad`` is given but not callable, or neither is and
+        ``loss`` is not callable; ``theta0`` is a list or tuple of plain numbers or has a
+        complex, boolean or string leaf; ``start`` is neither ``None``, ``"auto"`` nor a
+        `TrainingState`; ``solver`` is neither ``None``, a name nor a diffrax solver
+        (diffrax); ``order`` is ``"corrected"``, ``"corrected2"`` or ``"eos"`` with a
+        NumPy-only gradient.
+    ValueError
+        If ``order``, ``convention`` or ``backend`` is not one of its choices, ``atol`` is
+        negative, ``max_steps`` is not an integer >= 1 or ``rtol`` is not > 0; both or
+        neither of ``steps`` and ``t1`` are given, or the one given is not finite and > 0;
+        the horizon does not reach beyond the start's step (or, for the corrected orders,
+        one step); ``save_steps`` is empty, not finite, decreasing or outside the
+        integrated steps; the order refuses the spec (``"corrected"``/``"corrected2"``
+        need ``convention="exact"``, k ≤ 2 and every factor in (0, 1); ``"eos"`` needs
+        Adam/AdamW with a constant lr and factors in (0, 1); an lr schedule needs
+        ``order="leading"`` and ``steps=``); ``start`` is another string than ``"auto"``,
+        ``"auto"`` without ``theta0``, a state given together with ``theta0``, or a
+        malformed state; ``theta0`` is empty or not finite; the gradient's output differs
+        from ``theta0`` in structure or shapes; ``backend="diffrax"`` with a NumPy-only
+        gradient; ``solver`` names no solver of the backend; ``sharpness_every`` is not
+        an integer >= 1, or is given for k ≥ 2 or a NumPy-only gradient.
+    IntegrationError
+        With ``throw=True`` (default), if the solver fails or the state becomes
+        non-finite; always, if a corrected order cannot start within its validity (at its
+        own start, at ``start``, or at any step ``start="auto"`` tries), or the discrete
+        run of ``start="auto"`` fails.
+
+    Warns
+    -----
+    PrecisionWarning
+        If ``rtol`` is below what float32 resolves while ``jax_enable_x64`` is off.
+    ValidityWarning
+        If a corrected flow succeeds but its ``validity`` exceeds 1 along the path.
+
+    Notes
+    -----
     Compilation: ``steps``/``t1``, ``save_steps`` (up to the next power of two of saved
     points), ``start``, ``lr``, ``b1``, ``b2``, ``eps``, ``weight_decay``, ``rtol`` and
     ``atol`` reach the solver as traced values, so a new one reuses the compiled solve (on a
@@ -348,6 +462,17 @@ def integrate(
     ``dθ/ds = -η(s)(u⁽ᵏ⁾ + λθ)``, ``dm_i/ds = ln(1/β₁,ᵢ)(u⁽ⁱ⁻¹⁾ - m_i)``, likewise v_i,
     bias corrections ``1 - β^s``; ``order="leading"`` and ``steps=`` only. Its error against
     the discrete run is O(η) as the schedule is scaled down.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> flow = af.integrate(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), steps=10)
+    >>> flow.kind, flow.order, flow.success, flow.steps.tolist()[-3:]
+    ('flow', 'leading', True, [8.0, 9.0, 10.0])
+    >>> [round(float(x), 3) for x in flow.final]  # the discrete run: [0.0762, -1.0246]
+    [0.072, -1.022]
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
