@@ -22,6 +22,40 @@ class Comparison:
     ``error[j] = |θ_{n_j} - θ(n_j η)|`` (Euclidean norm over all parameters) at the saved
     steps ``n_j``; ``max_error``/``final_error`` its maximum and last value;
     ``relative_error = max_error / max_j |θ_{n_j} - θ_0|`` (error per distance travelled).
+    Made by `compare`.
+
+    Parameters
+    ----------
+    discrete : Trajectory
+        The discrete run (`run_discrete`).
+    flow : Trajectory
+        The flow (`integrate`), saved at the discrete run's steps.
+    steps : np.ndarray
+        The saved steps :math:`n_j`, shape ``(S,)``.
+    error : np.ndarray
+        :math:`|\theta_{n_j} - \theta(n_j\eta)|` at each saved step, shape ``(S,)``.
+    max_error : float
+        The largest ``error``.
+    final_error : float
+        ``error`` at the last saved step.
+    relative_error : float
+        ``max_error`` divided by the farthest distance from ``theta0`` along the discrete
+        run (``inf`` if it never moved).
+
+    Raises
+    ------
+    Nothing: a record that `compare` fills; its fields are not checked.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> c = af.compare(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), 10, save_every=5)
+    >>> c.discrete.kind, c.flow.kind, c.flow.steps.tolist()
+    ('discrete', 'flow', [0.0, 5.0, 10.0])
+    >>> c.max_error == float(max(c.error)), round(c.relative_error, 4)
+    (True, 0.0034)
     """
 
     discrete: Trajectory
@@ -60,6 +94,54 @@ def compare(
     corrected flow begin where its validity allows (the points before it are the discrete
     steps, error 0). ``integrate_kwargs`` go to `integrate` (``order``, ``convention``,
     ``backend``, …); they are checked before the discrete run starts.
+
+    Parameters
+    ----------
+    opt : KAdam
+        An `Adam`, `AdamW` or `KAdam` spec.
+    loss : Callable[[PyTree], Any] | None
+        Scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : PyTree
+        Initial parameters (``None`` with a `TrainingState` ``start``).
+    steps : int
+        Number of the last step, an integer >= 1.
+    grad : Callable[[PyTree], PyTree] | None, optional
+        Gradient function used instead of ``jax.grad(loss)``, by both runs.
+    save_every : int, optional
+        Compare every this many steps (and the last), an integer >= 1.
+    start : TrainingState | str | None, optional
+        ``None``, a `TrainingState` or ``"auto"``, as described above.
+    **integrate_kwargs : Any
+        Options of `integrate` (not ``steps``, ``t1`` or ``save_steps``, which
+        ``compare`` sets).
+
+    Returns
+    -------
+    Comparison
+        Both trajectories, the saved steps and the errors.
+
+    Raises
+    ------
+    TypeError
+        If ``opt`` is not a spec, or ``integrate_kwargs`` names no option of `integrate`;
+        and the ``TypeError`` of `run_discrete` or `integrate` (``loss``/``grad`` not
+        callable, a ``theta0`` of plain numbers or non-real leaves, ...).
+    ValueError
+        If ``steps`` or ``save_every`` is not an integer >= 1, or an option in
+        ``integrate_kwargs`` is out of range (``order``, ``convention``, ``backend``,
+        ``atol``, ``max_steps``, ``rtol``); and the ``ValueError`` of `run_discrete` or
+        `integrate` (e.g. an order that refuses the spec, a malformed ``start``).
+    IntegrationError
+        If the flow fails and ``throw`` is not ``False`` (see `integrate`).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> c = af.compare(af.Adam(0.1), loss, jnp.array([1.0, -2.0]), 10, save_every=5)
+    >>> c.steps.tolist(), [round(float(e), 4) for e in c.error]
+    ([0, 5, 10], [0.0, 0.0011, 0.0045])
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
@@ -100,6 +182,33 @@ class OrderFit:
 
     ``refused`` maps each learning rate whose run failed or was refused to the reason; the
     fit uses the others (``order`` and ``constant`` are ``nan`` when fewer than two remain).
+    Made by `fit_order`, `convergence_order` and `compare_orders`.
+
+    Parameters
+    ----------
+    lrs : np.ndarray
+        The learning rates fitted.
+    errors : np.ndarray
+        Their errors.
+    order : float
+        The fitted exponent :math:`p`.
+    constant : float
+        The fitted :math:`C`.
+    label : str, optional
+        What was fitted (``"<order>, <convention>"`` for `convergence_order`).
+    refused : dict[float, str], optional
+        The learning rates left out, with the reason.
+
+    Raises
+    ------
+    Nothing: a record; its fields are not checked.
+
+    Examples
+    --------
+    >>> import adamflow as af
+    >>> fit = af.fit_order([0.1, 0.05, 0.025], [1e-2, 2.5e-3, 6.25e-4], label="corrected")
+    >>> round(fit.order, 6), round(fit.constant, 6), fit.label, fit.refused
+    (2.0, 1.0, 'corrected', {})
     """
 
     lrs: np.ndarray
@@ -111,7 +220,46 @@ class OrderFit:
 
 
 def fit_order(lrs: Sequence[float], errors: Sequence[float], label: str = "") -> OrderFit:
-    r"""Fit :math:`\log \text{error} = \log C + p \log \eta` by least squares."""
+    r"""Fit :math:`\log \text{error} = \log C + p \log \eta` by least squares.
+
+    A straight line through the points :math:`(\log\eta_i, \log \text{error}_i)`
+    (`numpy.polyfit`, degree 1): :math:`\text{error} \approx C\eta^p`
+    (theory/corrected_flow.md §2 predicts :math:`p`).
+
+    Parameters
+    ----------
+    lrs : Sequence[float]
+        Learning rates, each > 0.
+    errors : Sequence[float]
+        Their errors, each finite and > 0, as many as ``lrs``.
+    label : str, optional
+        Stored in the result.
+
+    Returns
+    -------
+    OrderFit
+        ``lrs`` and ``errors`` as float arrays, the slope ``order`` and ``constant``
+        :math:`C`; ``refused`` empty.
+
+    Raises
+    ------
+    ValueError
+        If ``lrs`` and ``errors`` differ in shape or hold fewer than two values, an lr is
+        not > 0, an error is not finite and > 0, or a value is not a number.
+
+    Warns
+    -----
+    RankWarning
+        ``numpy.exceptions.RankWarning`` when the learning rates are all equal (the fit
+        is then meaningless).
+
+    Examples
+    --------
+    >>> import adamflow as af
+    >>> fit = af.fit_order([0.1, 0.05], [2e-2, 5e-3])
+    >>> round(fit.order, 6), round(fit.constant, 6)
+    (2.0, 2.0)
+    """
     lr_arr = np.asarray(lrs, dtype=float)
     err_arr = np.asarray(errors, dtype=float)
     if lr_arr.shape != err_arr.shape or lr_arr.size < 2:
@@ -148,6 +296,57 @@ def convergence_order(
     the path (`IntegrationError`, e.g. a corrected flow past its validity at the start) is
     kept in ``OrderFit.refused`` with the reason; the others are fitted. Any other error
     propagates.
+
+    Parameters
+    ----------
+    opt : KAdam
+        An `Adam`, `AdamW` or `KAdam` spec; its ``lr`` is replaced by each of ``lrs``.
+    loss : Callable[[PyTree], Any] | None
+        Scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : PyTree
+        Initial parameters.
+    lrs : Sequence[float]
+        Learning rates, each > 0 with ``t1/lr`` an integer.
+    t1 : float
+        The time horizon, > 0.
+    metric : str, optional
+        ``"final"`` (the error at ``t1``) or ``"max"`` (the largest along the path).
+    grad : Callable[[PyTree], PyTree] | None, optional
+        Gradient function used instead of ``jax.grad(loss)``.
+    start : float | str | None, optional
+        ``None``, ``"auto"`` or a start time :math:`t_s`, as described above.
+    **integrate_kwargs : Any
+        Options of `integrate` (``order``, ``convention``, ``backend``, ``rtol``, ...).
+
+    Returns
+    -------
+    OrderFit
+        The fit over the learning rates kept, labelled ``"<order>, <convention>"``, with
+        ``refused`` (``order`` and ``constant`` ``nan`` when fewer than two are kept).
+
+    Raises
+    ------
+    TypeError
+        If ``opt`` is not a spec, ``integrate_kwargs`` names no option of `integrate`,
+        ``lrs`` is not a sequence (a string included) or holds a non-number; and the
+        ``TypeError`` of the runs (``loss``/``grad``, ``theta0``).
+    ValueError
+        If ``metric`` is not ``"final"`` or ``"max"``, ``t1`` is not > 0, an option in
+        ``integrate_kwargs`` is out of range, ``start`` is another string than ``"auto"``
+        or a time not in (0, ``t1``), an lr is not > 0, ``t1/lr`` or ``start/lr`` is not
+        an integer; the ``ValueError`` of the runs other than an order's refusal of the
+        spec; or (`fit_order`) an error that is 0 or not finite, e.g. from a run that
+        went non-finite.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> theta0 = jnp.array([1.0, -2.0])
+    >>> fit = af.convergence_order(af.Adam(0.1), loss, theta0, [0.01, 0.005], t1=1.0)
+    >>> round(fit.order, 1), fit.label, fit.refused  # error ~ C lr for the leading flow
+    (1.0, 'leading, exact', {})
     """
     if not isinstance(opt, KAdam):
         raise TypeError(f"opt must be an adamflow spec (Adam, AdamW, KAdam), got {opt!r}")
@@ -230,6 +429,53 @@ def compare_orders(
     Each fit is :math:`\text{error} \approx C\eta^p` over the same ``lrs`` and ``t1``; the
     leading flow has :math:`p \approx 1`, the corrected flow :math:`p \approx 2` where its
     expansion holds (theory/corrected_flow.md §2).
+
+    Parameters
+    ----------
+    opt : KAdam
+        An `Adam`, `AdamW` or `KAdam` spec; its ``lr`` is replaced by each of ``lrs``.
+    loss : Callable[[PyTree], Any] | None
+        Scalar function of the parameter PyTree (``None`` when ``grad`` is given).
+    theta0 : PyTree
+        Initial parameters.
+    lrs : Sequence[float]
+        Learning rates, each > 0 with ``t1/lr`` an integer.
+    t1 : float
+        The time horizon, > 0.
+    orders : Sequence[str], optional
+        The flow orders to fit (`integrate`'s ``order``).
+    metric : str, optional
+        ``"final"`` or ``"max"`` (see `convergence_order`).
+    grad : Callable[[PyTree], PyTree] | None, optional
+        Gradient function used instead of ``jax.grad(loss)``.
+    **integrate_kwargs : Any
+        Other options of `integrate` (not ``order``), and `convergence_order`'s ``start``.
+
+    Returns
+    -------
+    dict[str, OrderFit]
+        One fit per order, in the order of ``orders``.
+
+    Raises
+    ------
+    TypeError
+        If ``orders`` is a string, or ``integrate_kwargs`` names no option of `integrate`
+        (or names ``order``); and `convergence_order`'s.
+    ValueError
+        If an order is not one of `integrate`'s, or another option in
+        ``integrate_kwargs`` is out of range; and `convergence_order`'s.
+
+    Examples
+    --------
+    >>> import jax
+    >>> jax.config.update("jax_enable_x64", True)  # errors down to 1e-7: float64
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: 0.5 * jnp.sum(theta**2)
+    >>> theta0 = jnp.array([1.0, -2.0])
+    >>> fits = af.compare_orders(af.Adam(0.1), loss, theta0, [0.01, 0.005], t1=1.0)
+    >>> {order: round(fit.order, 1) for order, fit in fits.items()}
+    {'leading': 1.0, 'corrected': 2.2}
     """
     if isinstance(orders, str):
         raise TypeError(f"orders must be a sequence of order names, got {orders!r}")
