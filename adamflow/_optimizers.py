@@ -299,11 +299,10 @@ def Adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> KA
     Raises
     ------
     TypeError
-        If ``lr``, ``b1``, ``b2``, ``eps`` or ``weight_decay`` is not a real number (or a
-        bool).
+        If ``lr``, ``b1``, ``b2`` or ``eps`` is not a real number (or is a bool).
     ValueError
-        If ``lr`` is not finite and > 0, ``b1`` or ``b2`` not in [0, 1), or ``eps`` or
-        ``weight_decay`` negative or not finite.
+        If ``lr`` is not finite and > 0, ``b1`` or ``b2`` not in [0, 1), or ``eps``
+        negative or not finite.
 
     Examples
     --------
@@ -354,7 +353,7 @@ def AdamW(
     Raises
     ------
     TypeError
-        If ``lr``, ``b1``, ``b2``, ``eps`` or ``weight_decay`` is not a real number (or a
+        If ``lr``, ``b1``, ``b2``, ``eps`` or ``weight_decay`` is not a real number (or is a
         bool).
     ValueError
         If ``lr`` is not finite and > 0, ``b1`` or ``b2`` not in [0, 1), or ``eps`` or
@@ -489,8 +488,10 @@ def cascade_step(opt: KAdam, state: CascadeState, grad: PyTree) -> tuple[Cascade
     For i = 1..k with :math:`u^{(0)}_n = g_n`:
     :math:`m^{(i)}_n = m^{(i)}_{n-1} + (1-\beta_{1,i})(u^{(i-1)}_n - m^{(i)}_{n-1})`, likewise
     :math:`v^{(i)}_n` with :math:`(u^{(i-1)}_n)^2`, and
-    :math:`u^{(i)}_n = [m^{(i)}_n/(1-\beta_{1,i}^n)]
-    / (\sqrt{v^{(i)}_n/(1-\beta_{2,i}^n)} + \varepsilon)`.
+
+    .. math:: u^{(i)}_n = [m^{(i)}_n/(1-\beta_{1,i}^n)]
+              / (\sqrt{v^{(i)}_n/(1-\beta_{2,i}^n)} + \varepsilon).
+
     Works for traced (vmapped) hyperparameters (theory/kadam.md §1).
 
     Parameters

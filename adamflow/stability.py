@@ -100,9 +100,12 @@ def update_bound(b1: Any, b2: Any, n: int | None = None) -> Any:
     ``n=None``:
     :math:`C(\beta_1,\beta_2) = (1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}` in the
     stable region, ``inf`` outside. ``n`` (an integer >= 1): the bound after ``n`` steps,
-    :math:`\sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta_1}{\sqrt{1-\beta_2}}
-    \sqrt{(r^n - 1)/(r - 1)}`, :math:`r = \beta_1^2/\beta_2` (:math:`\sqrt n` factor at
-    :math:`r = 1`), finite everywhere.
+
+    .. math:: \sqrt{\sum_{j<n} w_j^2/c_j} = \frac{1-\beta_1}{\sqrt{1-\beta_2}}
+              \sqrt{(r^n - 1)/(r - 1)},
+
+    :math:`r = \beta_1^2/\beta_2` (:math:`\sqrt n` factor at :math:`r = 1`), finite
+    everywhere.
 
     Parameters
     ----------
