@@ -80,7 +80,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())  # np.float64(inf) is a float: checked below
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float) and not np.isfinite(value):
