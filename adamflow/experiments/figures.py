@@ -23,7 +23,24 @@ from ..fileio import save_figure, sidecar
 
 class FigureData(NamedTuple):
     """What an experiment returns: ``data`` for the drawing, every ``parameters`` it used,
-    and ``results`` (JSON-able numbers quoted in the sidecar and the README)."""
+    and ``results`` (JSON-able numbers quoted in the sidecar and the README).
+
+    Attributes
+    ----------
+    data : Any
+        What the figure's drawing function draws (an experiment's own structure).
+    parameters : dict[str, Any]
+        Every parameter the experiment used (written to the sidecar's ``parameters``).
+    results : dict[str, Any]
+        JSON-able numbers (written at the sidecar's top level; `make_figure` returns them).
+
+    Examples
+    --------
+    >>> from adamflow.experiments import FigureData
+    >>> figure_data = FigureData(data=[1.0, 2.0], parameters={"n": 2}, results={"mean": 1.5})
+    >>> figure_data.results["mean"], figure_data.parameters
+    (1.5, {'n': 2})
+    """
 
     data: Any
     parameters: dict[str, Any]
@@ -121,7 +138,48 @@ def make_figure(
     """Run figure ``name``'s experiment, draw it, write ``<out_dir>/<name>.png`` and
     ``<name>.json``; returns the figure's ``results``. A quick figure's sidecar says
     ``"quick": true`` at its top level (a full one is unchanged), so no reader mistakes it
-    for the full figure."""
+    for the full figure.
+
+    Parameters
+    ----------
+    name : str
+        A key of `FIGURES` (``"phase_diagram"``, ``"switch_off_growth"``, ...).
+    out_dir : str | pathlib.Path
+        The folder of the PNG and its sidecar; created if missing.
+    quick : bool, optional
+        Run the experiment's quick variant (fewer cells, steps or runs; default ``False``).
+    seed : int, optional
+        The experiment's seed, recorded in the sidecar (default 0).
+
+    Returns
+    -------
+    dict[str, Any]
+        The experiment's ``results`` (`FigureData.results`), without the ``quick`` mark.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a key of `FIGURES`; or the experiment refuses ``seed``.
+    OSError
+        ``out_dir`` or a file in it cannot be written.
+    TypeError
+        The sidecar holds a value JSON cannot encode (the PNG is then already written).
+
+    Examples
+    --------
+    A quick figure (two small phase sweeps, a few seconds):
+
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from adamflow.experiments import make_figure
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     results = make_figure("switch_off_growth", tmp, quick=True)
+    ...     sidecar = json.loads((Path(tmp) / "switch_off_growth.json").read_text())
+    ...     print(sorted(path.name for path in Path(tmp).iterdir()), sidecar["quick"])
+    ['switch_off_growth.json', 'switch_off_growth.png'] True
+    >>> sorted(results)
+    ['growth_cells', 'growth_max_rel_error', 'slopes']
+    """
     figure_data = run_experiment(name, quick=quick, seed=seed)
     figure = _resolve(FIGURES[name][1])(figure_data.data)
     marker = {"quick": True} if quick else {}
