@@ -36,6 +36,8 @@ def test_every_public_function_and_class_has_the_numpy_sections() -> None:
         module = importlib.import_module(module_name)
         for name in module.__all__:
             obj = getattr(module, name)
+            if callable(obj) and not inspect.isclass(obj):
+                obj = inspect.unwrap(obj)  # a functools.cache'd function is checked too
             if not (inspect.isfunction(obj) or inspect.isclass(obj)):
                 continue
             if not getattr(obj, "__module__", "").startswith("adamflow"):
