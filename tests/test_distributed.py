@@ -173,3 +173,11 @@ def test_launch_local_reports_the_first_failure_and_stops_the_others(tmp_path: P
         "time.sleep(120)\n"
     )
     assert _distributed.launch_local([sys.executable, str(script)], 2) == 3
+
+
+def test_launch_local_refuses_a_bad_count_and_an_unknown_program(tmp_path: Path) -> None:
+    for count in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="count must be an integer >= 1"):
+            _distributed.launch_local([sys.executable, "-c", "pass"], count)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError):
+        _distributed.launch_local([str(tmp_path / "no-such-program")], 2)

@@ -283,7 +283,7 @@ def launch_local(
         The program and its arguments, run once per process (e.g. ``[sys.executable,
         "sweep.py"]``).
     count : int
-        Number of processes (0 or less starts none and returns 0).
+        Number of processes, at least 1.
     env : dict[str, str] | None, optional
         The processes' environment (default: this process's), to which the three
         variables above and ``JAX_PLATFORMS=cpu`` (unless set) are added.
@@ -298,8 +298,11 @@ def launch_local(
 
     Raises
     ------
+    ValueError
+        If ``count`` is not an integer ≥ 1.
     OSError
-        A process cannot be started (e.g. ``FileNotFoundError`` for an unknown program).
+        A process cannot be started (e.g. ``FileNotFoundError`` for an unknown program);
+        the processes already started are killed first.
 
     Examples
     --------
@@ -309,16 +312,17 @@ def launch_local(
     >>> launch_local([sys.executable, "-c", code], 2)  # process 1 exits with status 3
     3
     """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an integer >= 1 (processes to start), got {count!r}")
     base = dict(os.environ if env is None else env)
     base[COORDINATOR] = f"127.0.0.1:{free_port()}"
     base[NUM_PROCESSES] = str(count)
     base.setdefault("JAX_PLATFORMS", "cpu")
-    children = [
-        subprocess.Popen(list(command), env={**base, PROCESS_ID: str(index)})
-        for index in range(count)
-    ]
+    children: list[subprocess.Popen[bytes]] = []
     status = 0
     try:
+        for index in range(count):  # inside the try: a failed start kills those started
+            children.append(subprocess.Popen(list(command), env={**base, PROCESS_ID: str(index)}))
         while None in [child.poll() for child in children]:  # poll every child
             failed = [c.returncode for c in children if c.returncode not in (None, 0)]
             if failed:
