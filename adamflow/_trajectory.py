@@ -239,9 +239,14 @@ class Trajectory:
         Raises
         ------
         IndexError
-            If ``index`` is out of range and the leaves are NumPy arrays; JAX array leaves
-            (a discrete run's) clamp it to the first or last point instead.
+            If ``index`` is not an integer in [-len(ts), len(ts)) (checked here: JAX arrays
+            would clamp it to the first or last point).
         """
+        count = len(self.ts)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise IndexError(f"index must be an integer, got {index!r}")
+        if not -count <= index < count:
+            raise IndexError(f"index {index} is out of range for {count} saved points")
         return jax.tree_util.tree_map(lambda x: x[index], self.theta)
 
     def state_at(self, step: int) -> TrainingState:

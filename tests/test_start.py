@@ -166,3 +166,13 @@ def test_pytree_states_round_trip():
     assert jax.tree_util.tree_structure(state.m[0]) == jax.tree_util.tree_structure(theta0)
     rest = af.run_discrete(af.Adam(0.05), tree_loss, None, 8, save_every=4, start=state)
     np.testing.assert_array_equal(rest.theta_flat(), run.theta_flat()[1:])
+
+
+def test_at_refuses_an_index_out_of_range():
+    run = af.run_discrete(af.Adam(0.01), loss, THETA0, 10, save_every=5)  # 3 saved points
+    np.testing.assert_array_equal(np.asarray(run.at(-3)), np.asarray(run.at(0)))
+    for index in (3, -4):  # JAX arrays would clamp these to the last or first point
+        with pytest.raises(IndexError, match="out of range for 3 saved points"):
+            run.at(index)
+    with pytest.raises(IndexError, match="must be an integer"):
+        run.at(1.0)  # type: ignore[arg-type]
