@@ -148,6 +148,12 @@ def compare(
     check_int("steps", steps, 1)
     check_int("save_every", save_every, 1)
     check_options(**integrate_kwargs)
+    if not (
+        start is None
+        or isinstance(start, TrainingState)
+        or (isinstance(start, str) and start == "auto")
+    ):
+        raise ValueError(f"start must be None, 'auto' or a TrainingState, got {start!r}")
     state = start if isinstance(start, TrainingState) else None
     disc = run_discrete(opt, loss, theta0, steps, grad=grad, save_every=save_every, start=state)
     flow = integrate(

@@ -176,3 +176,16 @@ def test_at_refuses_an_index_out_of_range():
             run.at(index)
     with pytest.raises(IndexError, match="must be an integer"):
         run.at(1.0)  # type: ignore[arg-type]
+
+
+def test_compare_refuses_a_bad_start_before_running_anything():
+    calls = []
+
+    def grad(theta):
+        calls.append(1)
+        return jax.grad(loss)(theta)
+
+    for bad in ("later", jnp.zeros(3)):
+        with pytest.raises(ValueError, match="start must be None, 'auto' or a TrainingState"):
+            af.compare(af.Adam(0.01), None, THETA0, 10, grad=grad, start=bad)  # type: ignore[arg-type]
+    assert calls == []
