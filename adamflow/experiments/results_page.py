@@ -334,9 +334,17 @@ def results_markdown(sidecars: Sidecars) -> str:
         break_on_hyphens=False,
     )
     bullets = [
-        _bullet(title, text(*(sidecars[name] for name in names))) for title, names, text in _BULLETS
+        _bullet(title, text(*(sidecars[name] for name in names))) + "\n\n" + _pictures(names)
+        for title, names, text in _BULLETS
     ]
-    return intro + "\n\n" + "\n".join(bullets) + "\n"
+    return intro + "\n\n" + "\n\n".join(bullets) + "\n"
+
+
+def _pictures(names: tuple[str, ...]) -> str:
+    """The figures a bullet reads, side by side under it (a continuation of its list item;
+    ``figures/`` is beside this page on the site)."""
+    width = f"{min(60, 96 // len(names))}%"
+    return "\n".join(f'    ![{name}](figures/{name}.png){{ width="{width}" }}' for name in names)
 
 
 # ------------------------------------------------------------------------------- the page
