@@ -110,3 +110,27 @@ def test_the_eos_flow_holds_the_edge_where_the_leading_flow_passes_it():
     assert leading.sharpness[-1] / threshold > 1.5, leading.sharpness / threshold
     # It carries θ, m and v like every order, so the sharpness along it can be measured.
     assert len(eos.m) == len(eos.v) == 1 and eos.success
+
+
+def test_fig1_sharpness_summary_names_a_catapult_and_its_drawing():
+    from matplotlib.figure import Figure
+
+    from adamflow.experiments.eos import fig1_sharpness_summary
+    from adamflow.plotting.eos import draw_paper_fig1_sharpness
+
+    runs = {
+        "Adam": {"steps": [250, 500, 750], "ratio": [0.3, 0.7, 0.5]},
+        "AdamW": {"steps": [250, 500, 750, 1000], "ratio": [0.5, 1.6, 0.9, 0.01]},
+    }
+    summary = fig1_sharpness_summary(runs)
+    assert summary["Adam"]["reached_edge"] is False and summary["Adam"]["peak_step"] == 500
+    assert summary["AdamW"]["reached_edge"] is True
+    assert summary["AdamW"]["min_after_peak_step"] == 1000
+    assert summary["AdamW"]["collapse_factor"] == pytest.approx(160.0)
+    said = summary["what_it_was"]
+    assert "Adam stays below the edge (largest ratio 0.70 at step 500)" in said
+    assert "1.60× the threshold at step 500" in said and "collapses 160-fold by step 1000" in said
+    figure = draw_paper_fig1_sharpness(runs)
+    assert isinstance(figure, Figure)
+    drawn = [list(line.get_ydata()) for line in figure.axes[0].lines]
+    assert runs["AdamW"]["ratio"] in drawn and runs["Adam"]["ratio"] in drawn

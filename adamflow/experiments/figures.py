@@ -89,6 +89,10 @@ FIGURES: dict[str, tuple[str, str]] = {
         "adamflow.experiments.eos:eos_experiment",
         "adamflow.plotting.eos:draw_eos",
     ),
+    "paper_fig1_sharpness": (
+        "adamflow.experiments.eos:paper_fig1_sharpness_experiment",
+        "adamflow.plotting.eos:draw_paper_fig1_sharpness",
+    ),
     "paper_fig1": (
         "adamflow.experiments.paper_fig1:paper_fig1_experiment",
         "adamflow.plotting.paper_fig1:draw_paper_fig1",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["draw_eos"]
+__all__ = ["draw_eos", "draw_paper_fig1_sharpness"]
 
 #: Colour, line style and label of each run.
 STYLE = {
@@ -59,4 +59,20 @@ def draw_eos(data: dict[str, Any]) -> Figure:
         for ax in row:
             ax.set_xlabel("step n")
             ax.legend(fontsize=8)
+    return fig
+
+
+def draw_paper_fig1_sharpness(data: dict[str, Any]) -> Figure:
+    """The preconditioned sharpness λ_max(P⁻¹H) over Adam's edge-of-stability threshold
+    2(1+β₁)/((1−β₁)η) along the discrete Adam and AdamW runs of the paper's Fig. 1 (log
+    scale; 1 is the edge, theory/eos.md §2)."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for (name, run), colour in zip(data.items(), ("tab:blue", "tab:red")):
+        ax.semilogy(run["steps"], run["ratio"], "o-", color=colour, label=name, ms=3)
+    ax.axhline(1.0, color="black", ls="--", lw=1, label="edge of stability")
+    ax.set_xlabel("step")
+    ax.set_ylabel("λ_max(P⁻¹H) / threshold")
+    ax.set_title("The paper's Fig. 1 transformer: preconditioned sharpness")
+    ax.legend()
     return fig
