@@ -251,13 +251,8 @@ def fit_order(lrs: Sequence[float], errors: Sequence[float], label: str = "") ->
     ------
     ValueError
         If ``lrs`` and ``errors`` differ in shape or hold fewer than two values, an lr is
-        not > 0, an error is not finite and > 0, or a value is not a number.
-
-    Warns
-    -----
-    RankWarning
-        ``numpy.exceptions.RankWarning`` when the learning rates are all equal (the fit
-        is then meaningless).
+        not > 0, an error is not finite and > 0, a value is not a number, or the lrs are
+        all equal.
 
     Examples
     --------
@@ -272,6 +267,8 @@ def fit_order(lrs: Sequence[float], errors: Sequence[float], label: str = "") ->
         raise ValueError("fit_order needs at least two (lr, error) pairs of equal length")
     if np.any(lr_arr <= 0) or np.any(~np.isfinite(err_arr)) or np.any(err_arr <= 0):
         raise ValueError("fit_order needs lr > 0 and finite errors > 0")
+    if np.unique(lr_arr).size < 2:  # a vertical line: no slope (polyfit would only warn)
+        raise ValueError(f"fit_order needs at least two different lrs, got {lr_arr.tolist()}")
     slope, intercept = np.polyfit(np.log(lr_arr), np.log(err_arr), 1)
     return OrderFit(lr_arr, err_arr, float(slope), float(np.exp(intercept)), label)
 

@@ -235,3 +235,11 @@ def test_float32_runs_have_one_dtype_and_warn_below_float32_reach(orders):
         # float32 round-off over 40 steps, against the float64 path (errors of the flows
         # themselves are 1e-3 here, so a float32 run that followed another model fails).
         np.testing.assert_allclose(out["final"][name], np.asarray(tr.final), atol=2e-5)
+
+
+def test_fit_order_and_stability_condition_refuse_what_has_no_answer():
+    with pytest.raises(ValueError, match="at least two different lrs"):
+        af.fit_order([0.01, 0.01, 0.01], [1e-3, 2e-3, 3e-3])  # polyfit only warned
+    assert af.fit_order([0.02, 0.01], [4e-4, 1e-4]).order == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="'discrete', 'continuous', 'euler' or 'paper'"):
+        af.symbolic.stability_condition("midpoint")

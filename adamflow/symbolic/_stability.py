@@ -320,7 +320,7 @@ def stability_condition(form: str = "discrete", *, convention: str | None = None
         "paper": "paper_condition",
     }.get(form)
     if key is None:
-        raise ValueError(f"form must be 'discrete', 'continuous' or 'euler', got {form!r}")
+        raise ValueError(f"form must be 'discrete', 'continuous', 'euler' or 'paper', got {form!r}")
     return stability().results[key]
 
 
