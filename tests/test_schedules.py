@@ -43,14 +43,14 @@ def test_flow_with_a_schedule_converges_at_order_one():
     def profile(t):
         return 0.5 + 0.5 * jnp.sin(2.0 * t) ** 2  # the step size over time, scaled by c
 
-    lrs = (0.02, 0.01, 0.005, 0.0025)
+    lrs = (0.02, 0.01, 0.005)  # with 0.0025 too the fitted order is the same, 1.074
     errors = []
     for c in lrs:
         steps = round(1.0 / c)
         opt = af.AdamW(lambda n, c=c: c * profile(c * n), b1=0.9, b2=0.99, weight_decay=0.05)
         errors.append(af.compare(opt, loss, THETA0, steps, save_every=steps).final_error)
     fit = af.fit_order(lrs, errors)
-    assert 0.85 < fit.order < 1.25, (fit.order, errors)  # measured 1.07
+    assert 0.85 < fit.order < 1.25, (fit.order, errors)  # measured 1.074
 
 
 def test_a_constant_schedule_is_the_constant_lr_flow():
