@@ -45,12 +45,13 @@ def test_cnn_gradient_shapes_and_one_training_step(normalize):
     params = model.init(jax.random.PRNGKey(1))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
     x, y = task.data.x_train[:32], task.data.y_train[:32]
-    assert model.apply(params, x).shape == (32, 10)
+    assert jax.eval_shape(model.apply, params, x).shape == (32, 10)
 
+    @jax.jit  # one compile, not one per primitive run eagerly
     def loss(p):
         return cross_entropy(model.apply(p, x), y)
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     shapes = jax.tree_util.tree_map(jnp.shape, params)
     assert jax.tree_util.tree_map(jnp.shape, grads) == shapes
     assert shapes["conv1"]["w"] == (3, 3, 1, 8) and shapes["dense"]["w"] == (4 * 4 * 16, 64)
