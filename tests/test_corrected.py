@@ -216,7 +216,7 @@ def test_refuses_what_it_cannot_integrate(order):
         af.integrate(spec(), None, np.zeros(5), grad=numpy_grad, steps=2, order=order)
 
 
-@pytest.mark.slow  # the README's table row; the default run checks corrected2's gain below
+@pytest.mark.slow  # the Results page's table row; the default run checks corrected2's gain below
 def test_at_lr_005_the_best_flow_is_ten_times_closer_than_the_leading_one():
     # The 1-D table's hardest row (nonconvex_1d, β₁ 0.99, β₂ 0.999, T = 8, 160 steps).
     from adamflow.experiments.corrected import accuracy_table

@@ -168,8 +168,11 @@ def test_site_builds_without_warnings(site: tuple[Path, str]) -> None:
 def public_names(package: str) -> list[str]:
     """A package's public names that are not modules: its ``__all__`` together with what
     its ``__init__`` re-exports (``from .x import Y as Y``), which adamflow.symbolic's
-    ``__all__`` does not all list."""
+    ``__all__`` does not all list; a plain module's ``__all__``."""
     folder = ROOT / Path(*package.split("."))
+    if not folder.is_dir():
+        module = importlib.import_module(package)
+        return sorted(module.__all__)
     names: set[str] = set()
     for node in ast.parse((folder / "__init__.py").read_text()).body:
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
@@ -185,7 +188,19 @@ def public_names(package: str) -> list[str]:
 
 @needs_mkdocs
 @pytest.mark.parametrize(
-    ("package", "page"), [("adamflow", "adamflow"), ("adamflow.symbolic", "symbolic")]
+    ("package", "page"),
+    [
+        ("adamflow", "adamflow"),
+        ("adamflow.symbolic", "symbolic"),
+        ("adamflow.stability", "stability"),
+        ("adamflow.phase", "phase"),
+        ("adamflow.problems", "problems"),
+        ("adamflow.rules", "rules"),
+        ("adamflow.fileio", "utilities"),
+        ("adamflow.validation", "utilities"),
+        ("adamflow.plotting", "plotting"),
+        ("adamflow.experiments", "experiments"),
+    ],
 )
 def test_reference_documents_every_public_name(
     site: tuple[Path, str], package: str, page: str
@@ -193,7 +208,6 @@ def test_reference_documents_every_public_name(
     out, _ = site
     html = (out / "reference" / page / "index.html").read_text()
     names = public_names(package)
-    assert names
     missing = [n for n in names if f'id="{package}.{n}"' not in html]
     assert not missing, f"not in the API reference page of {package}: {missing}"
 

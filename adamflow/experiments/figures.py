@@ -23,7 +23,7 @@ from ..fileio import save_figure, sidecar
 
 class FigureData(NamedTuple):
     """What an experiment returns: ``data`` for the drawing, every ``parameters`` it used,
-    and ``results`` (JSON-able numbers quoted in the sidecar and the README).
+    and ``results`` (JSON-able numbers quoted in the sidecar and the Results page).
 
     Attributes
     ----------
@@ -47,7 +47,7 @@ class FigureData(NamedTuple):
     results: dict[str, Any]
 
 
-#: figure name -> (experiment, drawing); the order of the README's gallery.
+#: figure name -> (experiment, drawing); the order of the Results page's gallery (docs/results.md).
 FIGURES: dict[str, tuple[str, str]] = {
     "phase_diagram": (
         "adamflow.experiments.phase_figures:phase_diagram_experiment",
