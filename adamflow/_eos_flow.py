@@ -77,6 +77,10 @@ from ._trajectory import PyTree, TrainingState
 #: Directions tracked by default (the top eigenvectors of P^{-1/2} H P^{-1/2}).
 DIRECTIONS = 2
 
+#: Gradients per evaluation of the field with `DIRECTIONS` tracked directions: one, and two
+#: per direction (its curvature terms are central differences of the gradient; §5).
+GRADIENTS_PER_EVAL = 1 + 2 * DIRECTIONS
+
 
 class EosState(NamedTuple):
     """State of the eos flow: parameters, raw moments (one level) and the tracked basis

@@ -621,7 +621,7 @@ def integrate(
         m=m,
         v=v,
         u=us,
-        stats=result.stats,
+        stats=_gradient_counts(result.stats, order),
         success=success,
         message=message,
         kind="flow",
@@ -632,3 +632,13 @@ def integrate(
         start_step=start_step,
         sharpness=sharpness,
     )
+
+
+def _gradient_counts(stats: dict[str, Any], order: str) -> dict[str, Any]:
+    """The solver's ``stats`` with ``field_evals`` (vector-field evaluations) and
+    ``grad_evals`` in gradients: the eos flow's field takes `_eos_flow.GRADIENTS_PER_EVAL`
+    of them (theory/eos.md §5); every other order counts one per field evaluation."""
+    field_evals = stats.get("grad_evals")
+    per_eval = _eos_flow.GRADIENTS_PER_EVAL if order == "eos" else 1
+    grads = None if field_evals is None else int(field_evals) * per_eval
+    return {**stats, "field_evals": field_evals, "grad_evals": grads}

@@ -110,6 +110,9 @@ def test_the_eos_flow_holds_the_edge_where_the_leading_flow_passes_it():
     assert leading.sharpness[-1] / threshold > 1.5, leading.sharpness / threshold
     # It carries θ, m and v like every order, so the sharpness along it can be measured.
     assert len(eos.m) == len(eos.v) == 1 and eos.success
+    # Its field takes five gradients (one, and two per tracked direction); the leading one.
+    assert eos.stats["grad_evals"] == 5 * eos.stats["field_evals"] > 0
+    assert leading.stats["grad_evals"] == leading.stats["field_evals"] > 0
 
 
 def test_fig1_sharpness_summary_names_a_catapult_and_its_drawing():

@@ -26,10 +26,6 @@ import adamflow as af
 
 from .figures import FigureData
 
-#: Gradients per field evaluation of the eos flow: one, and two per tracked direction (its
-#: curvature terms are central differences of the gradient; theory/eos.md §5).
-EOS_GRADIENTS_PER_EVAL = 5
-
 
 class Network(NamedTuple):
     """A full-batch regression network: its loss, its outputs on the training inputs and
@@ -150,7 +146,7 @@ def study_network(
     }
     reference_outputs = all_outputs[measured]
     onset_state = run.state_at(result["onset"])
-    for order, grads_per_eval in (("leading", 1), ("eos", EOS_GRADIENTS_PER_EVAL)):
+    for order in ("leading", "eos"):
         clock = time.perf_counter()
         flow = af.integrate(
             opt,
@@ -167,7 +163,7 @@ def study_network(
         points = _at(flow.theta, np.arange(1, len(measured) + 1))
         flow_flat = flow.theta_flat()[1:]
         outputs = np.asarray(batch_outputs(points))
-        evals = int(flow.stats["grad_evals"])
+        evals, grads = int(flow.stats["field_evals"]), int(flow.stats["grad_evals"])
         onset_flow = af.integrate(
             opt,
             loss,
@@ -191,8 +187,8 @@ def study_network(
             ),
             "onset_param_distance": float(np.linalg.norm(onset_flow.theta_flat()[-1] - flat[-1])),
             "field_evals": evals,
-            "grads_per_eval": grads_per_eval,
-            "grads_per_step": evals * grads_per_eval / steps,
+            "grads_per_eval": grads // evals,
+            "grads_per_step": grads / steps,
             "seconds": seconds,
         }
     return result
