@@ -2,6 +2,7 @@ r"""`Trajectory`: the one result type of discrete runs and integrated flows."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -245,8 +246,13 @@ class Trajectory:
             would clamp it to the first or last point).
         """
         count = len(self.ts)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        try:  # Python, NumPy and 0-d JAX integers (e.g. an argmin) alike
+            position = operator.index(index)
+        except TypeError:
+            position = None
+        if isinstance(index, bool) or position is None:
             raise IndexError(f"index must be an integer, got {index!r}")
+        index = position
         if not -count <= index < count:
             raise IndexError(f"index {index} is out of range for {count} saved points")
         return jax.tree_util.tree_map(lambda x: x[index], self.theta)

@@ -171,6 +171,7 @@ def test_pytree_states_round_trip():
 def test_at_refuses_an_index_out_of_range():
     run = af.run_discrete(af.Adam(0.01), loss, THETA0, 10, save_every=5)  # 3 saved points
     np.testing.assert_array_equal(np.asarray(run.at(-3)), np.asarray(run.at(0)))
+    np.testing.assert_array_equal(np.asarray(run.at(jnp.argmax(jnp.arange(3)))), run.final)
     for index in (3, -4):  # JAX arrays would clamp these to the last or first point
         with pytest.raises(IndexError, match="out of range for 3 saved points"):
             run.at(index)
