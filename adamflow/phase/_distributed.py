@@ -41,6 +41,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ..validation import check_int
+
 #: The environment `initialize_distributed` reads (and `launch_local` sets for each process).
 COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -312,8 +314,7 @@ def launch_local(
     >>> launch_local([sys.executable, "-c", code], 2)  # process 1 exits with status 3
     3
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be an integer >= 1 (processes to start), got {count!r}")
+    count = check_int("count", count, 1)
     base = dict(os.environ if env is None else env)
     base[COORDINATOR] = f"127.0.0.1:{free_port()}"
     base[NUM_PROCESSES] = str(count)
