@@ -35,6 +35,7 @@ from ._sharpness import eos_threshold as eos_threshold
 from ._sharpness import preconditioned_sharpness as preconditioned_sharpness
 from ._trajectory import IntegrationError as IntegrationError
 from ._trajectory import PyTree as PyTree
+from ._trajectory import StartValidity as StartValidity
 from ._trajectory import TrainingState as TrainingState
 from ._trajectory import Trajectory as Trajectory
 from .phase import PhaseDiagram as PhaseDiagram
@@ -72,6 +73,7 @@ __all__ = [
     "Sharpness",
     "stability",
     "stack_specs",
+    "StartValidity",
     "TrainingState",
     "Trajectory",
     "ValidityWarning",

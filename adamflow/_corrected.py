@@ -33,11 +33,17 @@ exact state (`cascade_step`): there the bias-corrected moments are averages over
 step, and their window :math:`a/(1-e^{-at})` is no longer singular. Saved times in
 [0, η) lie on the first step's straight segment from θ₀ to θ₁.
 
-Where it holds: every drive must change little per step against its running RMS.
-``validity`` is the largest :math:`\eta|\dot x_i|/(\sqrt{\hat v_i}+\varepsilon)` over the
-saved points, levels and coordinates (`local_validity`); of order one or more, some
-coordinate's update changes by O(1) in one step, where no expansion in η holds, and a flow
-whose validity exceeds `START_VALIDITY_LIMIT` at its start is refused.
+Where it holds (theory/corrected_validity.md): every drive should change little per step
+against its running RMS. Per coordinate, `coordinate_validity` is the largest
+:math:`\eta|\dot x_i|/(\sqrt{\hat v_i}+\varepsilon)` over the levels; its root mean square
+over the coordinates, ``rms``, predicts the corrected flow's gain over the leading one
+(`predicted_gain`, calibrated by `adamflow.experiments.validity_calibration`), and
+`check_start` refuses a start where that gain is below 1 (or where corrected2's series in
+lr diverges). A few coordinates above 1 (a gradient that starts near zero) do not: their
+error stays bounded, and the calibration (figures/validity_calibration.json) measured
+several-fold gains where the largest coordinate is far above 1. ``validity`` on the
+`Trajectory` is the largest coordinate over the saved points; a path whose ``rms`` passes
+`rms_limit` warns.
 
 A known limit (measured): the bias-correction transients are modes :math:`e^{-\ell t/\eta}`,
 :math:`\ell = \ln(1/\beta_1)`, for which ηd/dt is not small; the truncated operators miss
@@ -64,9 +70,10 @@ from jax.tree_util import Partial
 from . import rules
 from ._flows import FlowModel, FlowParams, FlowState, state_theta
 from ._optimizers import KAdam, cascade_step, init_state, parameter_step
-from ._trajectory import IntegrationError, PyTree, TrainingState
+from ._trajectory import PyTree, StartValidity, TrainingState
 
 tree_map = jax.tree_util.tree_map
+tree_leaves = jax.tree_util.tree_leaves
 
 #: The corrected orders `adamflow.integrate` offers, by name.
 ORDERS = {"corrected": 1, "corrected2": 2}
@@ -366,10 +373,25 @@ def start_time(opt: KAdam) -> float:
     return float(opt.lr)
 
 
-#: The largest ``validity`` at the start (t = η) for which a corrected flow is integrated:
-#: beyond it some coordinate's drive changes by more than its size in one step, the jets'
-#: fixed-point passes no longer contract, and no expansion in η describes the steps.
-START_VALIDITY_LIMIT = 1.0
+#: The calibration of the start's indicator (theory/corrected_validity.md §2, measured by
+#: `adamflow.experiments.validity_calibration` into figures/validity_calibration.json): over
+#: four models and four lrs, the leading flow's largest error along the path over the
+#: corrected flow's is GAIN_SCALE * rms**-GAIN_POWER within a factor of about 2 (rms the
+#: `StartValidity.rms` at step 1). Where that is below 1 the corrected flow was measured to
+#: lose, and it is refused (rms above `rms_limit`).
+GAIN_SCALE = 10.9
+GAIN_POWER = 0.684
+
+
+def predicted_gain(rms: float) -> float:
+    r"""The calibrated gain :math:`C\,\mathrm{rms}^{-p}` of the corrected flow over the
+    leading one (`GAIN_SCALE`, `GAIN_POWER`); ``inf`` at rms = 0."""
+    return math.inf if rms == 0 else GAIN_SCALE * rms**-GAIN_POWER
+
+
+def rms_limit() -> float:
+    """The indicator above which the predicted gain is below 1: the refusal's limit."""
+    return GAIN_SCALE ** (1 / GAIN_POWER)
 
 
 def first_step_state(
@@ -382,11 +404,8 @@ def first_step_state(
 ) -> FlowState:
     r"""The state at t = η: one exact discrete step (`cascade_step`, `parameter_step`), with
     the bias-corrected moments :math:`\hat m_i = m_i/(1-\beta_{1,i})` (one gradient, or one
-    output of the level below, averaged).
-
-    Raises `IntegrationError` when the ``validity`` there exceeds `START_VALIDITY_LIMIT`
-    (e.g. a transformer whose first step changes some gradient coordinates by more than
-    their size): no expansion in lr describes those steps; use ``order='leading'``."""
+    output of the level below, averaged). `check_start` says whether the flow may begin
+    there."""
     _require_jax(xp)
     state, update = cascade_step(opt, init_state(opt.k, theta0), grad_fn(theta0))
     theta1 = parameter_step(opt, theta0, update)
@@ -406,11 +425,8 @@ def resume(
 ) -> FlowState:
     r"""The state at :math:`t = K\eta` from the discrete state after K ≥ 1 steps: θ_K and
     the bias-corrected moments :math:`\hat m_i = m_i/(1-\beta_{1,i}^K)`,
-    :math:`\hat v_i = v_i/(1-\beta_{2,i}^K)`.
-
-    Raises `IntegrationError` when the ``validity`` there exceeds `START_VALIDITY_LIMIT`:
-    no expansion in lr describes the steps from there (``start="auto"`` of
-    `adamflow.integrate` moves the start later until it allows)."""
+    :math:`\hat v_i = v_i/(1-\beta_{2,i}^K)`. `check_start` says whether the flow may
+    begin there."""
     _require_jax(xp)
     step = state.step
 
@@ -418,21 +434,7 @@ def resume(
         divisors = [rules.bias_correction(step * rules.decay_per_step(b)) for b in factors]
         return tuple(tree_map(lambda x, d=d: x / d, level) for level, d in zip(levels, divisors))
 
-    y = FlowState(state.theta, corrected(state.m, opt.b1s), corrected(state.v, opt.b2s))
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    validity = float(
-        _validity_at(
-            grad_fn, consts, params, jnp.asarray([float(t)]), tree_map(lambda x: x[None], y)
-        )[0]
-    )
-    if not validity <= START_VALIDITY_LIMIT:
-        raise IntegrationError(
-            f"the corrected flow of {opt!r} has no expansion in lr at its start: validity "
-            f"lr*|dx/dt|/(sqrt(v_hat)+eps) is {validity:.3g} at step {step} (limit "
-            f"{START_VALIDITY_LIMIT:g}), i.e. some gradient coordinate changes by more than "
-            "its size within a step; use start='auto' (a later start) or order='leading'."
-        )
-    return y
+    return FlowState(state.theta, corrected(state.m, opt.b1s), corrected(state.v, opt.b2s))
 
 
 def before_start(ts: np.ndarray, theta0: PyTree, y_start: FlowState, t_start: float) -> FlowState:
@@ -506,19 +508,21 @@ def corrected_model(opt: KAdam, convention: str, order: int = 1) -> FlowModel:
         moments=_raw_moments,
         validity=Partial(path_validity, consts),
         resume=Partial(resume, consts),
+        check_start=Partial(check_start, consts),
         start_time=start_time,
         before_start=before_start,
     )
 
 
-def local_validity(
+def coordinate_validity(
     lr: Any, t: Any, y: FlowState, params: FlowParams, grad_fn: Callable[[PyTree], PyTree]
-) -> Any:
-    r""":math:`\max_i \eta|\dot x_i|/(\sqrt{\hat v_i}+\varepsilon)` at ``(t, y)`` over
-    levels and coordinates, with the leading-order rates: :math:`\dot x_1 = H\dot\theta_0`,
-    :math:`\dot\theta_0 = -(u^{(k)} + \lambda\theta)`, and :math:`\dot x_{i+1}` the JVP of
-    :math:`u^{(i)}` along :math:`\frac{a_i}{1-e^{-a_i t}}(x_i - \hat m_i)` and its
-    second-moment twin. (Not from the corrected jets: their fixed-point passes need not
+) -> PyTree:
+    r"""Per coordinate, :math:`\max_i \eta|\dot x_i|/(\sqrt{\hat v_i}+\varepsilon)` at
+    ``(t, y)`` over the levels i, a PyTree like θ, with the leading-order rates:
+    :math:`\dot x_1 = H\dot\theta_0`, :math:`\dot\theta_0 = -(u^{(k)} + \lambda\theta)`, and
+    :math:`\dot x_{i+1}` the JVP of :math:`u^{(i)}` along
+    :math:`\frac{a_i}{1-e^{-a_i t}}(x_i - \hat m_i)` and its second-moment twin (theory/
+    corrected_validity.md §1). (Not from the corrected jets: their fixed-point passes need not
     converge exactly where this is large.)"""
     eps = params.eps
     g, hessian_times = jax.linearize(grad_fn, y.theta)
@@ -527,15 +531,28 @@ def local_validity(
         lambda uu, p: rules.parameter_velocity(uu, p, params.weight_decay), u, y.theta
     )
     x, x_dot = g, hessian_times(velocity)
-    worst = jnp.asarray(0.0)
+    worst = tree_map(jnp.zeros_like, y.theta)
     for i, (m, v) in enumerate(zip(y.m, y.v)):
-        for xd, vv in zip(jax.tree_util.tree_leaves(x_dot), jax.tree_util.tree_leaves(v)):
-            local = lr * jnp.abs(xd) / (jnp.sqrt(jnp.maximum(vv, 0.0)) + eps)
-            worst = jnp.maximum(worst, jnp.max(local))
+        worst = tree_map(
+            lambda w, xd, vv: jnp.maximum(
+                w, lr * jnp.abs(xd) / (jnp.sqrt(jnp.maximum(vv, 0.0)) + eps)
+            ),
+            worst,
+            x_dot,
+            v,
+        )
         dm = tree_map(lambda xx, mm: _window_rate(params.a[i], t) * (xx - mm), x, m)
         dv = tree_map(lambda xx, vv: _window_rate(params.b[i], t) * (xx * xx - vv), x, v)
         x, x_dot = jax.jvp(functools.partial(_level_update, eps=eps), ((m, v),), ((dm, dv),))
     return worst
+
+
+def local_validity(
+    lr: Any, t: Any, y: FlowState, params: FlowParams, grad_fn: Callable[[PyTree], PyTree]
+) -> Any:
+    """The largest `coordinate_validity` at ``(t, y)``."""
+    leaves = jax.tree_util.tree_leaves(coordinate_validity(lr, t, y, params, grad_fn))
+    return functools.reduce(jnp.maximum, [jnp.max(leaf) for leaf in leaves])
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -546,7 +563,15 @@ def _validity_at(
     ts: Any,
     ys: FlowState,
 ) -> Any:
-    return jax.vmap(lambda t, y: local_validity(consts.lr, t, y, params, grad_fn))(ts, ys)
+    """Per saved point: the largest `coordinate_validity` and its root mean square."""
+
+    def summary(t: Any, y: FlowState) -> Any:
+        leaves = jax.tree_util.tree_leaves(coordinate_validity(consts.lr, t, y, params, grad_fn))
+        size = sum(leaf.size for leaf in leaves)
+        largest = functools.reduce(jnp.maximum, [jnp.max(leaf) for leaf in leaves])
+        return largest, jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves) / size)
+
+    return jax.vmap(summary)(ts, ys)
 
 
 def path_validity(
@@ -556,19 +581,167 @@ def path_validity(
     ts: np.ndarray,
     ys: FlowState,
     grad_fn: Callable[[PyTree], PyTree],
-) -> float:
-    r"""``validity`` of a corrected path: :math:`\max \eta|\dot x_i|/(\sqrt{\hat v_i}+
-    \varepsilon)` over the saved points ``ts`` ≥ η (states ``ys``, leading time axis), the
-    levels and the coordinates; ``nan`` if no saved state there is finite."""
+) -> tuple[float, str | None]:
+    r"""``(validity, warning)`` of a corrected path over the saved points ``ts`` ≥ η (states
+    ``ys``, leading time axis): the largest `coordinate_validity` over them (``nan`` if no
+    saved state there is finite), and, where the indicator (its root mean square over the
+    coordinates) passes `rms_limit` at some point, why the flow no longer holds there."""
     params = jax.tree_util.tree_map(jnp.asarray, params)
     ts = np.asarray(ts, dtype=float)
     keep = np.flatnonzero(ts >= start_time(opt) * (1 - 1e-12))
     if keep.size == 0:
-        return math.nan
+        return math.nan, None
     # Pad to a power of two (repeating the last point) so few lengths get compiled.
     size = max(8, 1 << (len(keep) - 1).bit_length())
     index = keep[np.minimum(np.arange(size), len(keep) - 1)]
     padded = tree_map(lambda x: jnp.asarray(x)[index], ys)
-    values = np.asarray(_validity_at(grad_fn, consts, params, jnp.asarray(ts[index]), padded))
-    values = values[np.isfinite(values)]
-    return float(values.max()) if values.size else math.nan
+    largest, rms = (
+        np.asarray(x) for x in _validity_at(grad_fn, consts, params, jnp.asarray(ts[index]), padded)
+    )
+    finite = np.isfinite(largest) & np.isfinite(rms)
+    if not finite.any():
+        return math.nan, None
+    worst = int(np.argmax(np.where(finite, rms, -np.inf)))
+    warning = None
+    if rms[worst] > rms_limit():
+        warning = (
+            f"its indicator rms(lr*|dx/dt|/(sqrt(v_hat)+eps)) reaches {rms[worst]:.3g} at step "
+            f"{ts[index[worst]] / float(consts.lr):g}, above {rms_limit():.3g} where the "
+            "calibration predicts the leading flow closer to the discrete steps: no expansion "
+            "in lr holds there"
+        )
+    return float(largest[finite].max()), warning
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _validity_sums(
+    grad_fn: Callable[[PyTree], PyTree],
+    consts: CorrectedConstants,
+    params: FlowParams,
+    t: Any,
+    y: FlowState,
+) -> Any:
+    """Per leaf of `coordinate_validity`: its sum of squares, largest value and count above
+    1."""
+    leaves = jax.tree_util.tree_leaves(coordinate_validity(consts.lr, t, y, params, grad_fn))
+    return (
+        [jnp.sum(leaf**2) for leaf in leaves],
+        [jnp.max(leaf) for leaf in leaves],
+        [jnp.sum(leaf > 1.0) for leaf in leaves],
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _series_norms(
+    grad_fn: Callable[[PyTree], PyTree],
+    first: CorrectedConstants,
+    second: CorrectedConstants,
+    params: FlowParams,
+    t: Any,
+    y: FlowState,
+) -> Any:
+    r""":math:`\|\dot\theta_1-\dot\theta_0\|` and :math:`\|\dot\theta_2-\dot\theta_1\|`: the
+    leading, corrected and corrected2 parameter velocities at ``(t, y)``."""
+    leading = tree_map(
+        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay),
+        _level_update((y.m[-1], y.v[-1]), params.eps),
+        y.theta,
+    )
+    one = corrected_jets(first, t, y, params, grad_fn).theta[1]
+    two = corrected_jets(second, t, y, params, grad_fn).theta[1]
+
+    def distance(a: PyTree, b: PyTree) -> Any:
+        return jnp.sqrt(sum(jnp.sum((x - z) ** 2) for x, z in zip(tree_leaves(a), tree_leaves(b))))
+
+    return distance(one, leading), distance(two, one)
+
+
+def start_validity(
+    consts: CorrectedConstants,
+    opt: KAdam,
+    params: FlowParams,
+    t: Any,
+    y: FlowState,
+    grad_fn: Callable[[PyTree], PyTree],
+) -> StartValidity:
+    """The `StartValidity` of the corrected flow (its order from ``consts``) begun at ``(t,
+    y)``: `coordinate_validity` summarized, `predicted_gain`, the leaves that limit it and,
+    for order 2, the ratio of its series' two corrections."""
+    params = tree_map(jnp.asarray, params)
+    t = jnp.asarray(float(t))
+    squares, largest, above = (
+        [float(x) for x in part] for part in _validity_sums(grad_fn, consts, params, t, y)
+    )
+    paths = [
+        "theta" + jax.tree_util.keystr(path)
+        for path, _ in jax.tree_util.tree_flatten_with_path(y.theta)[0]
+    ]
+    size = sum(int(np.size(leaf)) for leaf in tree_leaves(y.theta))
+    total = sum(squares)
+    rms = math.sqrt(total / size)
+    shares = sorted(
+        ((name, square / total if total > 0 else 0.0) for name, square in zip(paths, squares)),
+        key=lambda pair: -pair[1],
+    )
+    series_ratio = None
+    if consts.right.shape[0] - 1 == 2:
+        first = corrected_constants(opt, 1)
+        one, two = (float(x) for x in _series_norms(grad_fn, first, consts, params, t, y))
+        if not (math.isfinite(one) and math.isfinite(two)):
+            series_ratio = math.nan  # a jet is not finite: no series to speak of
+        else:
+            series_ratio = two / one if one > 0 else (0.0 if two == 0 else math.inf)
+    return StartValidity(
+        step=float(t) / float(consts.lr),
+        rms=rms,
+        max=max(largest),
+        fraction_above_one=sum(above) / size,
+        predicted_gain=predicted_gain(rms),
+        limiting_leaves=tuple(shares[:3]),
+        series_ratio=series_ratio,
+    )
+
+
+def check_start(
+    consts: CorrectedConstants,
+    opt: KAdam,
+    params: FlowParams,
+    t: Any,
+    y: FlowState,
+    grad_fn: Callable[[PyTree], PyTree],
+) -> tuple[StartValidity, str | None, str | None]:
+    r"""Whether the corrected flow may begin at ``(t, y)`` (theory/corrected_validity.md §1):
+    ``(report, not_everywhere, refusal)`` with ``report`` its `start_validity`.
+
+    ``refusal`` (``None`` when it may start) says why not: the calibration predicts that
+    the corrected flow loses to the leading one (`predicted_gain` < 1, i.e. rms above
+    `rms_limit`) or, for order 2, its series diverges (``series_ratio`` ≥ 1 or nan: its
+    field is not finite there). ``not_everywhere`` (``None`` where the expansion holds at
+    every coordinate: each validity ≤ 1, and no refusal) says why ``start="auto"`` looks
+    further."""
+    report = start_validity(consts, opt, params, t, y, grad_fn)
+    name = next(key for key, value in ORDERS.items() if value == consts.right.shape[0] - 1)
+    leaves = ", ".join(f"{leaf} {share:.0%}" for leaf, share in report.limiting_leaves)
+    where = (
+        f"order={name!r} of {opt!r} at step {report.step:g}: its indicator "
+        f"rms(lr*|dx/dt|/(sqrt(v_hat)+eps)) is {report.rms:.3g} (largest {report.max:.3g}, "
+        f"{report.fraction_above_one:.1%} of coordinates above 1; limited by {leaves})"
+    )
+    reasons = []
+    if not report.predicted_gain >= 1.0:
+        reasons.append(
+            f"the calibration predicts it {1 / report.predicted_gain:.2g}x farther from the "
+            f"discrete steps than the leading flow (rms above {rms_limit():.3g})"
+        )
+    if report.series_ratio is not None and not report.series_ratio < 1.0:
+        size = (
+            f"{report.series_ratio:.3g}x the first"
+            if math.isfinite(report.series_ratio)
+            else "not finite"
+        )
+        reasons.append(f"its series in lr diverges there (the second correction is {size})")
+    refusal = f"{where}: " + "; ".join(reasons) if reasons else None
+    if refusal is None and report.max <= 1.0:
+        return report, None, None
+    not_everywhere = refusal or f"{where}: some coordinate changes by O(1) within a step"
+    return report, not_everywhere, refusal

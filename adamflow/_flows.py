@@ -35,11 +35,14 @@ class FlowModel(NamedTuple):
     ``update(t, y, params, grad_fn, xp)`` the update ``u⁽ᵏ⁾`` applied there; ``theta(y)``
     the parameters; ``moments(ts, ys, params, grad_fn, xp)`` the raw moments ``(m_i, v_i)``
     per level at the saved times; ``validity(opt, params, ts, ys, grad_fn)`` a diagnostic of where
-    the model's expansion holds (``None`` for flows that have none); ``start_time(opt)``
+    the model's expansion holds and a warning where it stops holding along the path (``(None,
+    None)`` for flows that have none); ``start_time(opt)``
     the time at which ``start``'s state holds (0 unless the model begins after a discrete
     step) and ``before_start(ts, theta0, y_start, t_start)`` the states saved before it;
     ``resume(opt, params, state, t, grad_fn, xp)`` the state at time ``t`` from a discrete
-    `TrainingState` (it may refuse, raising `IntegrationError` with the reason).
+    `TrainingState`; ``check_start(opt, params, t, y, grad_fn)`` whether the model may
+    begin at ``(t, y)`` (``None`` for models that always may; the corrected flows:
+    `adamflow._corrected.check_start`).
     Hooks are module-level functions (or `jax.tree_util.Partial`), so a jitted solve is not
     recompiled per call.
     ``xp`` is an `adamflow.rules` namespace (JAX, or NumPy for NumPy gradients).
@@ -50,10 +53,11 @@ class FlowModel(NamedTuple):
     update: Callable[..., PyTree]
     theta: Callable[[Any], PyTree]
     moments: Callable[..., tuple[tuple[PyTree, ...], tuple[PyTree, ...]]]
-    validity: Callable[..., float | None]
+    validity: Callable[..., tuple[float | None, str | None]]
     resume: Callable[..., Any]
     start_time: Callable[[KAdam], float] = lambda opt: 0.0  # noqa: E731 (a constant hook)
     before_start: Callable[..., Any] | None = None
+    check_start: Callable[..., Any] = lambda *args: None  # noqa: E731 (no check)
 
 
 class FlowParams(NamedTuple):
@@ -121,9 +125,9 @@ def _leading_start(
     return initial_state(opt.k, theta0, xp.zeros_like)
 
 
-def no_validity(*args: Any) -> None:
+def no_validity(*args: Any) -> tuple[None, None]:
     """The ``validity`` hook of flows without a validity diagnostic."""
-    return None
+    return None, None
 
 
 def state_theta(y: Any) -> PyTree:

@@ -22,7 +22,7 @@ from ._optimizers import KAdam
 from ._sharpness import check_sharpness_every, sharpness_along
 from ._trajectory import IntegrationError, PyTree, TrainingState, Trajectory, all_finite
 from .rules import JAX_OPS, NUMPY_OPS, bias_correction
-from .validation import check_choice, check_int, check_positive
+from .validation import check_bool, check_choice, check_int, check_positive
 
 CONVENTIONS = ("exact", "euler", "paper")
 BACKENDS = ("auto", "diffrax", "scipy")
@@ -80,25 +80,26 @@ def _save_times(opt: KAdam, t_end: float, save_steps: Any, first_step: int = 0) 
     return np.minimum(ts, t_end)
 
 
-def _start_option(theta0: PyTree, start: Any, k: int) -> tuple[PyTree, TrainingState | None, bool]:
-    """``(theta0, state to resume from, auto)`` from `integrate`'s ``theta0`` and ``start``
-    (``None``, ``"auto"`` or a `TrainingState`; a step-0 state is its θ)."""
+def _start_option(theta0: PyTree, start: Any, k: int) -> tuple[PyTree, TrainingState | None]:
+    """``(theta0, state to resume from)`` from `integrate`'s ``theta0`` and ``start``
+    (``None`` or ``"auto"``, the same; or a `TrainingState`; a step-0 state is its θ)."""
     if isinstance(start, str):
         if start != "auto":
             raise ValueError(f"start must be None, 'auto' or a TrainingState, got {start!r}")
         if theta0 is None:
             raise ValueError("start='auto' runs the optimizer from theta0: give theta0")
-        return theta0, None, True
+        return theta0, None
     theta0, state = starting_point(theta0, start, k)
     if state is not None and state.step == 0:
-        return state.theta, None, False
-    return theta0, state, False
+        return state.theta, None
+    return theta0, state
 
 
-#: ``start="auto"`` tries the steps 1..`AUTO_DENSE` and then every ~`AUTO_GROWTH`-fold later
-#: one (each a continuation of the last: the discrete run is not repeated).
+#: ``start="auto"`` tries the steps 1..`AUTO_DENSE`, then steps a power of two apart, at
+#: most 1/`AUTO_SPACING` of the step (a few block lengths: few compilations of the discrete
+#: run, each a continuation of the last).
 AUTO_DENSE = 8
-AUTO_GROWTH = 1.25
+AUTO_SPACING = 4
 
 
 def _auto_candidates(last: int) -> list[int]:
@@ -106,7 +107,7 @@ def _auto_candidates(last: int) -> list[int]:
     steps, step = [], 1
     while step < last:
         steps.append(step)
-        step = step + 1 if step < AUTO_DENSE else math.ceil(step * AUTO_GROWTH)
+        step += 1 if step < AUTO_DENSE else 1 << max(0, (step // AUTO_SPACING).bit_length() - 1)
     return steps + [last]
 
 
@@ -117,29 +118,55 @@ def _auto_start(
     grad_fn: Callable[[PyTree], PyTree],
     theta0: PyTree,
     last: int,
-) -> tuple[TrainingState, Any]:
-    """The first of `_auto_candidates` whose discrete state ``model.resume`` accepts (the
-    corrected flows: validity within its limit), and the flow's state there.
+    xp: Any,
+    refuse: bool,
+) -> tuple[TrainingState | None, Any, Any, str | None]:
+    """Where a model that begins after the first discrete step starts from ``theta0``:
+    ``(state, y, report, refusal)``, ``state`` ``None`` at step 1 (``model.start``'s own
+    state), ``refusal`` the reason it was refused there (only when not ``refuse``).
 
-    Raises `IntegrationError` with the last refusal when no step before the horizon allows."""
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, theta0)
-    state = TrainingState(theta0, (zeros,) * opt.k, (zeros,) * opt.k, 0)
-    refusal = ""
+    The first of `_auto_candidates` where its expansion holds at every coordinate
+    (``model.check_start``); if none before the horizon, the first it does not refuse (the
+    calibrated indicator predicts a gain over the leading flow); if none, `IntegrationError`
+    with the refusal at step 1 (unless not ``refuse``: then step 1)."""
+    y = model.start(opt, params, theta0, grad_fn, xp)
+    verdict = model.check_start(opt, params, opt.lr, y, grad_fn)
+    if verdict is None:  # a model that always may begin
+        return None, y, None, None
+    first = fallback = None
+    state: TrainingState | None = None
+    done = 1
     for step in _auto_candidates(last):
-        run = run_discrete(
-            opt, None, None, step, grad=grad_fn, save_every=step - state.step, start=state
+        if step > 1:
+            if state is None:
+                zeros = jax.tree_util.tree_map(jnp.zeros_like, theta0)
+                state = TrainingState(theta0, (zeros,) * opt.k, (zeros,) * opt.k, 0)
+                done = 0
+            run = run_discrete(
+                opt, None, None, step, grad=grad_fn, save_every=step - done, start=state
+            )
+            if not run.success:
+                raise IntegrationError(f"start='auto': the discrete run failed: {run.message}")
+            state, done = run.state_at(step), step
+            y = model.resume(opt, params, state, step * opt.lr, grad_fn, xp)
+            verdict = model.check_start(opt, params, step * opt.lr, y, grad_fn)
+        report, not_everywhere, refusal = verdict
+        if not_everywhere is None:
+            return state, y, report, None
+        if first is None:
+            first = (state, y, report, refusal)
+        if fallback is None and refusal is None:
+            fallback = (state, y, report, None)
+    if fallback is not None:
+        return fallback
+    assert first is not None
+    if refuse:
+        raise IntegrationError(
+            f"no step before the horizon (tried 1..{last}) where the flow may start; at the "
+            f"first, {first[3]}. Use order='leading', or allow_invalid_start=True to "
+            "integrate it anyway."
         )
-        if not run.success:
-            raise IntegrationError(f"start='auto': the discrete run failed: {run.message}")
-        state = run.state_at(step)
-        try:
-            return state, model.resume(opt, params, state, step * opt.lr, grad_fn, JAX_OPS)
-        except IntegrationError as error:
-            refusal = str(error)
-    raise IntegrationError(
-        f"start='auto' found no step before the horizon (tried up to step {last}) where the "
-        f"flow can start; at the last: {refusal}"
-    )
+    return first
 
 
 def _discrete_points(
@@ -310,6 +337,7 @@ def integrate(
     progress: bool = False,
     start: TrainingState | str | None = None,
     sharpness_every: int | None = None,
+    allow_invalid_start: bool = False,
 ) -> Trajectory:
     r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4,
     theory/kadam.md §2).
@@ -343,8 +371,9 @@ def integrate(
         ``"leading"``, ``"corrected"`` / ``"corrected2"`` (the corrected flows of order
         1 and 2, error O(lr²) / O(lr³), theory/corrected_flow.md §2; JAX gradients, k ≤ 2,
         exact rates; they begin after the first discrete step -- saved times before lr lie
-        on its straight segment -- and raise `IntegrationError` where their ``validity``
-        exceeds 1 at that start; see `adamflow._corrected`) or ``"paper"`` (the paper's
+        on its straight segment -- and are refused where the calibrated indicator
+        (`StartValidity`) predicts them farther from the discrete steps than the leading
+        flow, theory/corrected_validity.md; see `adamflow._corrected`) or ``"paper"`` (the paper's
         second-order parameter equation θ̇ + (η/2)θ̈ = -(u + λθ), θ̇(0) = -(u(0) + λθ₀); see
         `adamflow._paper`) or ``"eos"`` (Adam/AdamW through the edge of stability: the
         time-averaged iterate, whose oscillation along the top two preconditioned
@@ -379,35 +408,44 @@ def integrate(
         Raise `IntegrationError` on failure along the path (default); else return
         ``success=False`` with the reason in ``message``. A refusal before any integration
         (a spec or start the order cannot handle) always raises. A corrected flow that
-        succeeds but leaves its validity along the path (``validity > 1``) warns
-        (`ValidityWarning`).
+        succeeds but leaves its regime along the path (its indicator above the refusal's
+        limit at a saved point) warns (`ValidityWarning`).
     progress : bool, optional
         Show a progress bar.
     start : TrainingState | str | None, optional
         Where the flow begins. ``None``: at ``theta0`` with zero moments (the corrected
-        orders after the first discrete step). A `TrainingState` after K steps (from
+        orders: as ``"auto"``). A `TrainingState` after K steps (from
         ``run_discrete(...).state_at(K)``; ``theta0`` is then ``None``): the flow covers
         [Kη, ``steps``·η] (``steps`` and ``t1`` keep their meaning, so its saved steps line
         up with the discrete run's) and begins from that state's bias-corrected moments --
         raw moments :math:`\hat m(1-e^{-at})` for the leading and paper orders (the
         paper's velocity θ̇ = -(u + λθ) there), :math:`\hat m` itself for the corrected
-        ones, which refuse (`IntegrationError`) where their validity exceeds 1 there.
-        ``"auto"``: the corrected orders run the discrete optimizer from ``theta0`` to the
-        first step (1, 2, ..., 8, then ~1.25× apart) where they may start and integrate from
-        there; saved points before it are the discrete steps (linear in between). Other
-        orders start at ``theta0``. The `Trajectory` records the step in ``start_step``.
+        ones, which refuse (`IntegrationError`) where the calibrated indicator predicts them
+        to lose to the leading flow (or corrected2's series diverges) there.
+        ``"auto"``: the corrected orders begin after the first discrete step if every
+        coordinate's validity is at most 1 there; else they run the discrete optimizer on
+        to the first step (1, 2, ..., 8, then steps a power of two apart, at most a quarter
+        of the step) where it is, or, if none before the horizon, begin at the first step
+        they are not refused (refusing if none); saved points before it are the discrete
+        steps (linear in between). Other orders start at ``theta0``. The `Trajectory`
+        records the step in ``start_step`` and the indicator there in ``start_validity``.
     sharpness_every : int | None, optional
         Measure the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)`,
         :math:`P = \sqrt{\hat v} + \varepsilon` with the flow's own
         :math:`\hat v = v/(1 - e^{-bt})`, at the saved steps that are multiples of it, into
         ``Trajectory.sharpness`` (Adam/AdamW and a JAX gradient; theory/eos.md §1).
+    allow_invalid_start : bool, optional
+        Integrate a corrected order from a start it would refuse (the refusal's numbers are
+        kept in ``Trajectory.start_validity``, and a `ValidityWarning` says it); default
+        ``False``.
 
     Returns
     -------
     Trajectory
         ``kind="flow"``, saved at ``save_steps``: parameters, raw moments per level and
         the update ``u(t)``, with ``order``, ``convention``, ``backend``, ``validity``
-        (corrected orders), ``start_step`` and the solver's ``stats``.
+        (corrected orders), ``start_step``, ``start_validity`` (corrected orders: the
+        `StartValidity` where the flow began) and the solver's ``stats``.
 
     Raises
     ------
@@ -435,16 +473,18 @@ def integrate(
         an integer >= 1, or is given for k ≥ 2 or a NumPy-only gradient.
     IntegrationError
         With ``throw=True`` (default), if the solver fails or the state becomes
-        non-finite; always, if a corrected order cannot start within its validity (at its
-        own start, at ``start``, or at any step ``start="auto"`` tries), or the discrete
-        run of ``start="auto"`` fails.
+        non-finite; always (unless ``allow_invalid_start``), if a corrected order is refused
+        at ``start`` or at every step ``start="auto"`` tries before the horizon (the
+        message names the indicator, the leaves that limit it and the fraction of
+        coordinates above 1), or the discrete run of ``start="auto"`` fails.
 
     Warns
     -----
     PrecisionWarning
         If ``rtol`` is below what float32 resolves while ``jax_enable_x64`` is off.
     ValidityWarning
-        If a corrected flow succeeds but its ``validity`` exceeds 1 along the path.
+        If a corrected flow succeeds but its indicator (the root mean square over the
+        coordinates of η|ẋᵢ|/(√v̂ᵢ+ε)) passes the refusal's limit at a saved point.
 
     Notes
     -----
@@ -479,12 +519,13 @@ def integrate(
     order, convention, backend, atol, max_steps = _checked_choices_and_limits(
         order, convention, backend, atol, max_steps
     )
+    allow_invalid_start = check_bool("allow_invalid_start", allow_invalid_start)
     # The clock: time t = n·lr for a constant lr; with a schedule, the step count s itself
     # (a spec with lr = 1), and t = Σ η_i is reported in the Trajectory.
     clock = opt if opt.schedule is None else _step_clock(opt, order, steps)
     t_end = _horizon(clock, steps, t1)
     rtol = _tolerance(rtol)
-    theta0, resume_from, auto = _start_option(theta0, start, opt.k)
+    theta0, resume_from = _start_option(theta0, start, opt.k)
     first_step = 0 if resume_from is None else resume_from.step
     if t_end <= first_step * clock.lr * (1 + 1e-12):
         raise ValueError(
@@ -508,16 +549,34 @@ def integrate(
         params, xp = jax.tree_util.tree_map(np.asarray, params), NUMPY_OPS
         if resume_from is not None:
             resume_from = jax.tree_util.tree_map(np.asarray, resume_from)
-    if auto and model.start_time(clock) > 0:
+    start_report, refusal = None, None
+    if resume_from is None and model.start_time(clock) > 0:  # from theta0: None or "auto"
         last = math.ceil(t_end / clock.lr - 1e-9) - 1
-        resume_from, y0 = _auto_start(clock, model, params, grad_fn, theta_start, max(last, 1))
-        t_start = resume_from.step * clock.lr
+        resume_from, y0, start_report, refusal = _auto_start(
+            clock, model, params, grad_fn, theta_start, max(last, 1), xp, not allow_invalid_start
+        )
+        t_start = model.start_time(clock) if resume_from is None else resume_from.step * clock.lr
     elif resume_from is not None:
         t_start = resume_from.step * clock.lr
         y0 = model.resume(clock, params, resume_from, t_start, grad_fn, xp)
+        verdict = model.check_start(clock, params, t_start, y0, grad_fn)
+        if verdict is not None:
+            start_report, _, refusal = verdict
+            if refusal is not None and not allow_invalid_start:
+                raise IntegrationError(
+                    f"{refusal}. Use start='auto' (it looks for a later start), "
+                    "order='leading', or allow_invalid_start=True to integrate it anyway."
+                )
     else:
         y0 = model.start(clock, params, theta_start, grad_fn, xp)
         t_start = model.start_time(clock)
+    if refusal is not None:  # allow_invalid_start: integrated, and said so
+        warnings.warn(
+            f"integrate({opt!r}, order={order!r}) begins where it would be refused "
+            f"(allow_invalid_start=True): {refusal}",
+            ValidityWarning,
+            stacklevel=2,
+        )
     start_step = t_start / clock.lr
     if t_end < t_start * (1 - 1e-12):
         raise ValueError(
@@ -579,14 +638,12 @@ def integrate(
             raise IntegrationError(message)
     theta = model.theta(ys)
     m, v = model.moments(ts_late, ys, params, grad_fn, xp)
-    validity = model.validity(clock, params, ts_late, ys, grad_fn)
-    if success and validity is not None and validity > 1:  # a valid start, then left it
+    validity, left = model.validity(clock, params, ts_late, ys, grad_fn)
+    if success and left is not None:  # a start it may take, then left its regime
         # A warning, not a message that contradicts success=True: the solve succeeded, the
         # model's expansion did not hold everywhere along it.
         warnings.warn(
-            f"integrate({opt!r}, order={order!r}): validity {validity:.3g} > 1 along the path: "
-            "some coordinate changes by O(1) within a step there, where no expansion in lr "
-            "holds (Trajectory.validity)",
+            f"integrate({opt!r}, order={order!r}): {left} (Trajectory.validity, .start_validity)",
             ValidityWarning,
             stacklevel=2,
         )
@@ -631,6 +688,7 @@ def integrate(
         validity=validity,
         start_step=start_step,
         sharpness=sharpness,
+        start_validity=start_report,
     )
 
 

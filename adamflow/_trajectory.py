@@ -81,6 +81,63 @@ class TrainingState(NamedTuple):
     step: int
 
 
+class StartValidity(NamedTuple):
+    r"""Where a corrected flow begins, measured before its solve (theory/corrected_validity.md
+    §1): the per-coordinate validity :math:`\eta|\dot x_i|/(\sqrt{\hat v_i}+\varepsilon)` (each
+    coordinate's largest over the levels) summarized, the gain over the leading flow that
+    the calibration predicts from it, and what limits it. Held by
+    ``Trajectory.start_validity``; quoted by a refusal.
+
+    Attributes
+    ----------
+    step : float
+        The discrete step at which the flow begins.
+    rms : float
+        The indicator: the root mean square of the per-coordinate validity over all
+        coordinates.
+    max : float
+        Its largest coordinate (of order one or more: that coordinate changes by O(1) in
+        one step).
+    fraction_above_one : float
+        The fraction of coordinates whose validity exceeds 1.
+    predicted_gain : float
+        The calibrated prediction of the leading flow's largest error along the path over
+        the corrected flow's, :math:`C\,\mathrm{rms}^{-p}` (``adamflow._corrected.GAIN_SCALE``,
+        ``GAIN_POWER``; measured within a factor of about 2 over four models and four lrs).
+        Below 1 the corrected flow was measured to lose, and it is refused.
+    limiting_leaves : tuple[tuple[str, float], ...]
+        The parameter leaves with the largest share of :math:`\sum_i \mathrm{validity}_i^2`,
+        largest first (at most three): ``(name, share)``, e.g. ``("theta['w1']", 0.62)``.
+    series_ratio : float | None
+        For ``order="corrected2"``: the size of its second correction against its first,
+        :math:`\|\dot\theta_2-\dot\theta_1\|/\|\dot\theta_1-\dot\theta_0\|` (the three
+        orders' velocities there); 1 or more (or ``nan``) means the series in lr diverges
+        there, and it is refused. ``None`` for ``"corrected"``.
+
+    Raises
+    ------
+    Nothing: a NamedTuple, made by `adamflow.integrate`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import adamflow as af
+    >>> loss = lambda theta: jnp.sum(jnp.log(jnp.cosh(theta - 3.0)))
+    >>> flow = af.integrate(af.Adam(0.05), loss, jnp.zeros(3), steps=20, order="corrected")
+    >>> report = flow.start_validity
+    >>> report.step, report.rms < 0.1, report.predicted_gain > 10, report.limiting_leaves[0][0]
+    (1.0, True, True, 'theta')
+    """
+
+    step: float
+    rms: float
+    max: float
+    fraction_above_one: float
+    predicted_gain: float
+    limiting_leaves: tuple[tuple[str, float], ...]
+    series_ratio: float | None = None
+
+
 @dataclass(frozen=True)
 class Trajectory:
     r"""Saved states of a discrete optimizer run or an integrated flow, at matched times.
@@ -136,6 +193,9 @@ class Trajectory:
         :math:`\lambda_{\max}(P^{-1}H)`, :math:`P = \sqrt{\hat v} + \varepsilon`, at each
         saved point whose step is a positive multiple of n, ``nan`` at the others, shape
         ``(S,)`` (theory/eos.md §1; compare it with `adamflow.eos_threshold`); else ``None``.
+    start_validity : StartValidity | None, optional
+        For corrected flows, the calibrated indicator at the step where the flow began and
+        what it predicts (`StartValidity`); else ``None``.
     extra : dict[str, Any], optional
         Free-form additional results; empty (nothing in adamflow fills it).
 
@@ -184,6 +244,7 @@ class Trajectory:
     validity: float | None = None
     start_step: float = 0.0
     sharpness: np.ndarray | None = None
+    start_validity: StartValidity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

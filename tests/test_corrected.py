@@ -4,6 +4,7 @@ discrete step, the refusals, and the validity indicator that says where no expan
 holds."""
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -185,16 +186,70 @@ def tanh_net_problem():
     return loss, theta0
 
 
-def test_tanh_network_near_zero_gradients_is_refused_with_its_validity():
+def _dense_validity_at_step_one(loss, theta0, opt):
+    """lr·|(H θ̇)_i|/(√v̂_i + ε) after Adam's first step, from a dense Hessian: there m̂ = g₀
+    and v̂ = g₀² (one gradient averaged), θ̇ = -m̂/(√v̂ + ε) (leading order)."""
+    from jax.flatten_util import ravel_pytree
+
+    flat0, unravel = ravel_pytree(theta0)
+    flat_loss = lambda x: loss(unravel(x))  # noqa: E731
+    g0 = jax.grad(flat_loss)(flat0)
+    theta1 = flat0 - opt.lr * g0 / (jnp.abs(g0) + opt.eps)
+    g0_hat, v_hat = g0, g0**2
+    velocity = -g0_hat / (jnp.sqrt(v_hat) + opt.eps)
+    h = jax.hessian(flat_loss)(theta1)
+    return np.asarray(opt.lr * jnp.abs(h @ velocity) / (jnp.sqrt(v_hat) + opt.eps))
+
+
+def test_a_start_the_calibration_says_loses_is_refused_naming_its_leaves():
     loss, theta0 = tanh_net_problem()
     g0 = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(jax.grad(loss)(theta0))])
     assert np.min(np.abs(g0)) < 1e-4  # the premise: coordinates start near zero
     opt = af.Adam(0.005, b1=0.85, b2=0.98)
+    dense = _dense_validity_at_step_one(loss, theta0, opt)
+    rms = float(np.sqrt(np.mean(dense**2)))
+    assert rms > _corrected.rms_limit()  # measured: 46.4 against the limit 32.9
+    state = af.run_discrete(opt, loss, theta0, 1).state_at(1)
     for order in ("corrected", "corrected2"):
-        # Measured: validity 122 at t = lr (after the first sign step); no expansion holds.
-        with pytest.raises(af.IntegrationError, match=r"no expansion in lr at its start: validity"):
-            af.integrate(opt, loss, theta0, steps=100, order=order)
-    # The leading flow integrates it, and start="auto" the corrected one: tests/test_start.py.
+        with pytest.raises(af.IntegrationError) as refusal:
+            af.integrate(opt, loss, None, start=state, steps=100, order=order)
+        text = str(refusal.value)
+        assert f"indicator rms(lr*|dx/dt|/(sqrt(v_hat)+eps)) is {rms:.3g}" in text
+        assert f"{np.mean(dense > 1):.1%} of coordinates above 1" in text
+        assert "limited by theta['W1']" in text and "farther from the discrete steps" in text
+        assert "allow_invalid_start=True" in text and "start='auto'" in text
+        if order == "corrected2":  # its jets are not finite there
+            assert "second correction is not finite" in text
+    # Forced, it runs, says so, and keeps the indicator on the Trajectory.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flow = af.integrate(
+            opt, loss, None, start=state, steps=10, order="corrected", allow_invalid_start=True
+        )
+    said = [str(w.message) for w in caught if w.category is af.ValidityWarning]
+    assert any("would be refused" in text for text in said)  # at its start
+    assert any(f"reaches {rms:.3g} at step 1," in text for text in said)  # along its path
+    report = flow.start_validity
+    assert flow.success and report.step == 1.0
+    np.testing.assert_allclose(report.rms, rms, rtol=1e-9)
+    np.testing.assert_allclose(report.max, dense.max(), rtol=1e-9)
+    assert report.predicted_gain < 1 and report.series_ratio is None
+    assert sum(share for _, share in report.limiting_leaves) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_indicator_is_the_dense_hessian_one_where_a_flow_may_start():
+    # A smooth start (log-cosh far from its minimum): every coordinate below 1, so the
+    # corrected flow begins at step 1 with the indicator of the dense formula there.
+    opt = af.Adam(0.05)
+    theta0 = jnp.array([0.0, 0.3, -0.2, 0.1, 0.0])
+    flow = af.integrate(opt, far_log_cosh, theta0, steps=20, order="corrected2")
+    dense = _dense_validity_at_step_one(far_log_cosh, theta0, opt)
+    report = flow.start_validity
+    assert flow.start_step == 1.0 and report.max <= 1.0
+    np.testing.assert_allclose(report.rms, np.sqrt(np.mean(dense**2)), rtol=1e-9)
+    gain = _corrected.GAIN_SCALE * report.rms**-_corrected.GAIN_POWER
+    np.testing.assert_allclose(report.predicted_gain, gain, rtol=1e-12)
+    assert 0.0 <= report.series_ratio < 1.0
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -251,11 +306,23 @@ def test_saved_times_before_the_first_step_need_no_solve(backend):
 
 
 def test_leaving_the_regime_along_the_path_is_a_warning():
-    # lr = 1 on a log-cosh loss: within the limit at its start, 1.05 along the path (measured).
-    loss = lambda th: jnp.sum(jnp.log(jnp.cosh(th - 3.0)))  # noqa: E731
-    with pytest.warns(af.ValidityWarning, match=r"validity 1\.0\d > 1.*no expansion in lr"):
-        flow = af.integrate(af.Adam(1.0), loss, jnp.zeros(3), steps=5, order="corrected")
-    assert flow.success and flow.validity > 1 and flow.message == "ok"
+    # A valley of width 1/1000 at 3: far from it the curvature vanishes (indicator 0 at the
+    # start); crossing it, lr·|ġ|/√v̂ ~ lr·1000 (measured: 40 at step 30.3, limit 32.9).
+    width = 1e-3
+
+    def valley(theta):
+        return width**2 * jnp.sum(jnp.logaddexp((theta - 3.0) / width, (3.0 - theta) / width))
+
+    with pytest.warns(af.ValidityWarning, match=r"reaches \d+ at step \d.*above 3\d\.\d"):
+        flow = af.integrate(
+            af.Adam(0.1),
+            valley,
+            jnp.zeros(1),
+            steps=60,
+            order="corrected",
+            save_steps=np.linspace(0, 60, 601),
+        )
+    assert flow.success and flow.message == "ok" and flow.start_validity.rms == 0.0
 
 
 @pytest.mark.parametrize("order", ["corrected", "corrected2"])

@@ -81,16 +81,24 @@ def test_a_flow_from_a_later_state_converges_at_its_order():
     assert 1.8 <= fits["corrected"].order <= 2.8, fits["corrected"]
 
 
-def test_start_auto_moves_a_refused_corrected_flow_to_where_it_holds():
+def test_by_default_a_corrected_flow_begins_where_its_expansion_holds():
     loss_net, theta0 = tanh_net_problem()
     opt = af.Adam(0.005, b1=0.85, b2=0.98)
+    step_one = af.run_discrete(opt, loss_net, theta0, 1).state_at(1)
     with pytest.raises(af.IntegrationError, match="start='auto'"):  # the refusal says how
-        af.integrate(opt, loss_net, theta0, steps=100, order="corrected")
+        af.integrate(opt, loss_net, None, start=step_one, steps=100, order="corrected")
+    with pytest.raises(af.IntegrationError, match=r"no step before the horizon \(tried 1\.\.1\)"):
+        af.integrate(opt, loss_net, theta0, steps=2, order="corrected")  # none to move to
     leading = af.compare(opt, loss_net, theta0, 100)
     auto = af.compare(opt, loss_net, theta0, 100, start="auto", order="corrected")
+    default = af.integrate(opt, loss_net, theta0, steps=100, order="corrected")
     start = auto.flow.start_step
-    # Measured: starts at step 3; largest error 1.4e-3 against the leading flow's 2.0e-2.
-    assert 1 < start < 20
+    # Measured: starts at step 3 (every coordinate's validity ≤ 1 there, largest 0.77);
+    # largest error 1.4e-3 against the leading flow's 2.0e-2.
+    assert 1 < start < 20 and default.start_step == start
+    report = auto.flow.start_validity
+    assert report.step == start and report.max <= 1.0 and report.fraction_above_one == 0.0
+    np.testing.assert_array_equal(default.theta_flat(), auto.flow.theta_flat())
     assert auto.max_error * 5 <= leading.max_error
     before = auto.steps < start
     np.testing.assert_allclose(auto.error[before], 0.0, atol=1e-15)  # the discrete steps

@@ -183,7 +183,8 @@ def _flow_vs_optimizer(conv: Mapping[str, Any]) -> str:
         f", {fixed(corr[_ADAMW]['asymptotic']['order'])}, "
         f"{fixed(corr[_KADAM2]['asymptotic']['order'])}), and is "
         f"{min(ratios):.0f}–{max(ratios):.0f}× closer at lr = 0.01; where a coordinate's "
-        "gradient starts near zero, its `validity` indicator says so. The test suite checks "
+        "gradient starts near zero, its start indicator (`StartValidity`) says so. The test "
+        "suite checks "
         "order ≈ 1 on a log-cosh loss, and that the exact-decay rates beat the Euler ones at "
         "every lr."
     )
@@ -214,8 +215,10 @@ def _corrected_flows(orders: Mapping[str, Any]) -> str:
         f"are {sci(row['leading_final_error'])} (leading), {sci(row['corrected_final_error'])}"
         f" (corrected) and {sci(row['corrected2_final_error'])} (corrected2): the best flow "
         f"is {row['leading_final_error'] / best:.0f}× closer than the leading one. Both "
-        "corrected flows start after the first discrete step and refuse to start where "
-        "their `validity` exceeds 1; k ≥ 3 is refused with its measured orders."
+        "corrected flows start after the first discrete step, or later where a coordinate "
+        "changes by O(1) in a step, and refuse to start where a calibrated indicator "
+        "predicts them farther from the discrete steps than the leading flow "
+        "(theory/corrected_validity.md); k ≥ 3 is refused with its measured orders."
     )
 
 

@@ -198,6 +198,12 @@ def theory_documents() -> dict[str, str]:
         "threshold of Adam/AdamW and k-Adam (rendered from `adamflow.symbolic.eos`), §4 what "
         "was measured, §5 a flow that follows Adam through the edge."
     )
+    # corrected_validity.md is an empirical calibration, not a derivation: hand-written.
+    index.append(
+        "- [Where a corrected flow holds: the start indicator](corrected_validity.md): §1 the "
+        "indicator and the rules `integrate` applies, §2 their calibration against measured "
+        "errors (figures/validity_calibration.json)."
+    )
     index += ["", _letters("kadam.md"), "## Main results\n"]
     for label, result in _main_results():
         index += [f"{label}:", "", "$$", latex(result), "$$", ""]
