@@ -547,12 +547,24 @@ def coordinate_validity(
     return worst
 
 
-def local_validity(
-    lr: Any, t: Any, y: FlowState, params: FlowParams, grad_fn: Callable[[PyTree], PyTree]
+def _leaf_summaries(
+    grad_fn: Callable[[PyTree], PyTree],
+    consts: CorrectedConstants,
+    params: FlowParams,
+    t: Any,
+    y: FlowState,
 ) -> Any:
-    """The largest `coordinate_validity` at ``(t, y)``."""
-    leaves = jax.tree_util.tree_leaves(coordinate_validity(lr, t, y, params, grad_fn))
-    return functools.reduce(jnp.maximum, [jnp.max(leaf) for leaf in leaves])
+    """Per leaf of `coordinate_validity` at ``(t, y)``: its sum of squares, largest value and
+    count above 1."""
+    leaves = jax.tree_util.tree_leaves(coordinate_validity(consts.lr, t, y, params, grad_fn))
+    return (
+        [jnp.sum(leaf**2) for leaf in leaves],
+        [jnp.max(leaf) for leaf in leaves],
+        [jnp.sum(leaf > 1.0) for leaf in leaves],
+    )
+
+
+_validity_sums = jax.jit(_leaf_summaries, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -564,12 +576,11 @@ def _validity_at(
     ys: FlowState,
 ) -> Any:
     """Per saved point: the largest `coordinate_validity` and its root mean square."""
+    size = sum(leaf[0].size for leaf in tree_leaves(ys.theta))
 
     def summary(t: Any, y: FlowState) -> Any:
-        leaves = jax.tree_util.tree_leaves(coordinate_validity(consts.lr, t, y, params, grad_fn))
-        size = sum(leaf.size for leaf in leaves)
-        largest = functools.reduce(jnp.maximum, [jnp.max(leaf) for leaf in leaves])
-        return largest, jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves) / size)
+        squares, largest, _ = _leaf_summaries(grad_fn, consts, params, t, y)
+        return functools.reduce(jnp.maximum, largest), jnp.sqrt(sum(squares) / size)
 
     return jax.vmap(summary)(ts, ys)
 
@@ -611,24 +622,6 @@ def path_validity(
             "in lr holds there"
         )
     return float(largest[finite].max()), warning
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _validity_sums(
-    grad_fn: Callable[[PyTree], PyTree],
-    consts: CorrectedConstants,
-    params: FlowParams,
-    t: Any,
-    y: FlowState,
-) -> Any:
-    """Per leaf of `coordinate_validity`: its sum of squares, largest value and count above
-    1."""
-    leaves = jax.tree_util.tree_leaves(coordinate_validity(consts.lr, t, y, params, grad_fn))
-    return (
-        [jnp.sum(leaf**2) for leaf in leaves],
-        [jnp.max(leaf) for leaf in leaves],
-        [jnp.sum(leaf > 1.0) for leaf in leaves],
-    )
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -16,6 +16,7 @@ from adamflow import _corrected
 from adamflow._compare import compare, fit_order
 from adamflow.experiments.convergence import far_quadratic
 from adamflow.experiments.corrected import far_log_cosh
+from adamflow.experiments.validity_calibration import tanh_net as tanh_net_problem
 
 # The issue's setting: a 5-d quadratic plus log-cosh loss far from its minimum, T = 0.5.
 THETA0 = jnp.zeros(5)
@@ -163,27 +164,6 @@ def test_diffrax_and_scipy_agree(order):
 
 
 # ----------------------------------------------------------------------------- validity
-
-
-def tanh_net_problem():
-    """A 2-4-1 tanh network on 16 points with a nearly silent output layer (W2 ~ 1e-3): the
-    hidden-layer gradients start near zero (|g| ~ 1e-4) and grow by O(0.1) per unit time as
-    W2 moves, so lr·|ġ|/|g| is of order one in the first steps."""
-    x = jax.random.normal(jax.random.PRNGKey(0), (16, 2))
-    y = jnp.sin(x[:, 0]) * jnp.cos(x[:, 1])
-
-    def loss(p):
-        hidden = jnp.tanh(x @ p["W1"] + p["b1"])
-        return 0.5 * jnp.mean((hidden @ p["W2"] + p["b2"] - y) ** 2)
-
-    k1, k2 = jax.random.split(jax.random.PRNGKey(1))
-    theta0 = {
-        "W1": 0.5 * jax.random.normal(k1, (2, 4)),
-        "b1": jnp.zeros(4),
-        "W2": 1e-3 * jax.random.normal(k2, (4,)),
-        "b2": jnp.zeros(()),
-    }
-    return loss, theta0
 
 
 def _dense_validity_at_step_one(loss, theta0, opt):

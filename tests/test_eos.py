@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import adamflow as af
+from adamflow.experiments import validity_calibration as calibration_models
 
 CURVATURE = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]])
 THETA0 = jnp.array([1.0, -2.0, 0.5])
@@ -59,24 +60,8 @@ def test_sharpness_every_is_refused_where_it_has_no_meaning():
         af.run_discrete(af.Adam(0.01), None, np.ones(3), 10, grad=numpy_grad, sharpness_every=5)
 
 
-@functools.cache  # one loss object: the tests share its compiled functions
-def tanh_mlp():
-    """A 97-parameter tanh MLP, full-batch MSE on 64 points (the issue's setting)."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(64, 2)))
-    y = jnp.sin(2 * x[:, :1]) * jnp.cos(x[:, 1:])
-    theta0 = {
-        "w1": jnp.asarray(rng.normal(size=(2, 24))),
-        "b1": jnp.zeros(24),
-        "w2": jnp.asarray(rng.normal(size=(24, 1)) / np.sqrt(24)),
-        "b2": jnp.zeros(1),
-    }
-
-    def loss(p):
-        hidden = jnp.tanh(x @ p["w1"] + p["b1"])
-        return 0.5 * jnp.mean((hidden @ p["w2"] + p["b2"] - y) ** 2)
-
-    return loss, theta0
+#: One loss object: the tests share its compiled functions.
+tanh_mlp = functools.cache(calibration_models.tanh_mlp)
 
 
 def test_adam_holds_its_preconditioned_sharpness_at_the_threshold():

@@ -54,7 +54,8 @@ DEFAULT_OUT = "figures/validity_calibration.json"
 
 
 def tanh_mlp() -> tuple[Callable[[PyTree], Any], PyTree]:
-    """The 97-parameter tanh MLP of tests/test_eos.py: 2-24-1, full-batch MSE on 64 points."""
+    """A 97-parameter tanh MLP (2-24-1), full-batch MSE on 64 points (issue 21's model;
+    tests/test_eos.py uses it too)."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(64, 2)))
     y = jnp.sin(2 * x[:, :1]) * jnp.cos(x[:, 1:])
@@ -73,8 +74,9 @@ def tanh_mlp() -> tuple[Callable[[PyTree], Any], PyTree]:
 
 
 def tanh_net() -> tuple[Callable[[PyTree], Any], PyTree]:
-    """``tanh_net_problem`` of tests/test_corrected.py: a 2-4-1 tanh net on 16 points with a
-    nearly silent output layer (W2 ~ 1e-3), so the hidden gradients start near zero."""
+    """A 2-4-1 tanh network on 16 points with a nearly silent output layer (W2 ~ 1e-3): the
+    hidden-layer gradients start near zero (|g| ~ 1e-4) and grow by O(0.1) per unit time as
+    W2 moves, so lr·|ġ|/|g| is of order one in the first steps."""
     x = jax.random.normal(jax.random.PRNGKey(0), (16, 2))
     y = jnp.sin(x[:, 0]) * jnp.cos(x[:, 1])
 
