@@ -249,8 +249,10 @@ def corrected_flow() -> Derivation:
             "The expansion assumes that every drive varies slowly over one step. A coordinate "
             "whose gradient is small against its change, $|g| \\lesssim \\eta|\\dot g|$, "
             "changes by $O(1)$ in one step, which no expansion in $\\eta$ captures: there the "
-            "corrected flow is no better than the leading one, and the largest "
-            "$\\eta|\\dot g|/|g|$ along the path says how far a run is from that regime.",
+            "corrected flow is no better than the leading one for that coordinate. How much "
+            "of a run is in that regime, the root mean square of $\\eta|\\dot g|/|g|$ over "
+            "the coordinates, predicts the corrected flow's gain over the leading one "
+            "(corrected_validity.md).",
         ),
     )
     results = {
