@@ -61,7 +61,7 @@ def test_generated_markdown_is_wrapped_and_one_list(sidecars):
     for line in text.splitlines():
         assert len(line) <= 92, line
     items = [line for line in text.splitlines() if line.startswith("- **")]
-    assert len(items) == 6
+    assert len(items) == 7
 
 
 def test_formatting():
@@ -104,3 +104,18 @@ def test_script_check_exit_codes(tmp_path):
     assert bad.returncode == 1 and "stale" in bad.stdout, bad
     good = subprocess.run(script, capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0, good
+
+
+def test_the_fig1_bullet_quotes_every_flow_and_where_the_corrected_one_began(sidecars):
+    from adamflow.experiments.results_page import _paper_fig1
+
+    fig1 = copy.deepcopy(sidecars["paper_fig1"])
+    run = fig1["Adam"]
+    text = _paper_fig1(fig1)
+    for flow in ("paper", "leading", "corrected"):
+        assert sci(float(run["windows"]["1500"]["mse_final"][flow])) in text
+    assert f"from step {run['flows']['corrected']['start_step']:g}" in text
+    run["flows"]["corrected"]["success"] = False  # a failed flow is said to have failed
+    for window in run["windows"].values():
+        window["mse_final"]["corrected"] = "nan"
+    assert "/ failed (it failed; the sidecar says why)" in _paper_fig1(fig1)

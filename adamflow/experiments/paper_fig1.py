@@ -30,14 +30,12 @@ batch, the embedding rows of characters absent from it have a zero gradient for 
 would be flat lines (Adam leaves them in place, AdamW decays them); the MSE is over all
 parameters, those included (``n_zero_gradient`` in the results counts them).
 
-The corrected flow starts after the first discrete step and refuses to start where its
-``validity`` η|ẋ|/(√v̂ + ε) exceeds 1 there (`adamflow._corrected.START_VALIDITY_LIMIT`):
-no expansion in η holds where a gradient coordinate changes by more than its size in a
-step. On a transformer the first Adam step changes much of the gradient
-(`first_step_change`: for the full model at lr 1e-3, η|ġ|/|g| has median 0.10 over the
-coordinates with g ≠ 0, 6% of them above 1, the largest about 400): the flow is recorded
-as failed with its message (the toolkit refuses to promise O(η²) outside its regime)
-rather than drawn.
+The corrected flow begins where its expansion holds at every coordinate (``start="auto"``,
+its default; theory/corrected_validity.md): on a transformer the first Adam step changes
+much of the gradient (`first_step_change`: for the full model at lr 1e-3, η|ġ|/|g| has
+median 0.10 over the coordinates with g ≠ 0, 6% of them above 1, the largest about 400),
+so it follows the discrete steps for a few dozen steps and integrates from there; its
+``start_step`` and `adamflow.StartValidity` are in the results.
 
 The 100-step and 1500-step runs are windows of one deterministic run: the discrete iterates
 of a 1500-step run are the first 1500 of a longer one, and each flow is integrated once to
@@ -254,10 +252,11 @@ def compare_flows(
 
     Returns ``{"windows": {window: {"steps", "discrete" (S × 16 traces), "baseline_mse",
     "loss", "flows": {flow: {"traces", "mse"}}}}, "flows": {flow: {"success", "message",
-    "stats", "solver", "validity"}}}``, with ``"traces"``/``"discrete"`` only for the windows
-    of ``config.windows`` (the long run keeps its MSE only). A flow that cannot start or
-    fails is recorded with ``success=False``, its message, and NaN (or, after a failure
-    along the way, non-finite) values; nothing is raised.
+    "stats", "solver", "validity", "start_step", "start_validity"}}}``, with ``"traces"``/
+    ``"discrete"`` only for the windows of ``config.windows`` (the long run keeps its MSE
+    only). A flow that cannot start or fails is recorded with ``success=False``, its
+    message, and NaN (or, after a failure along the way, non-finite) values; nothing is
+    raised.
     """
     points = _save_points(config)
     every_step = np.unique(np.concatenate(list(points.values())))
@@ -312,6 +311,8 @@ def compare_flows(
                 "stats": None,
                 "solver": None,
                 "validity": None,
+                "start_step": None,
+                "start_validity": None,
             }
             theta = np.full((every_step.size, np.size(theta0)), np.nan)
         else:
@@ -322,6 +323,10 @@ def compare_flows(
                 "stats": {k: v for k, v in traj.stats.items() if k != "solver"},
                 "solver": traj.stats.get("solver"),
                 "validity": traj.validity,
+                "start_step": traj.start_step,
+                "start_validity": (
+                    None if traj.start_validity is None else traj.start_validity._asdict()
+                ),
             }
             del traj
         for name, steps in points.items():
@@ -452,9 +457,10 @@ def paper_fig1_experiment(*, quick: bool = False, seed: int = 0) -> FigureData:
     theory/corrected_flow.md §2).
 
     Full mode (`FULL`): runs of 100 and 1500 steps and a 10⁴-step MSE run of a 19 168-
-    parameter model (about 11 minutes on two CPU cores shared with other work); quick
-    (`QUICK`): 100 and 300 steps of a 6256-parameter model (about a minute). A flow that
-    cannot start or fails is recorded in the results with its message, not raised."""
+    parameter model (about 45 minutes on two CPU cores shared with other work, most of it
+    the corrected flow); quick (`QUICK`): 100 and 300 steps of a 6256-parameter model
+    (about two minutes). A flow that cannot start or fails is recorded in the results with its
+    message, not raised."""
     config = QUICK if quick else FULL
     data = char_data(load_shakespeare(), test_fraction=config.test_fraction)
     figure = run_fig1(data, config, seed=seed)

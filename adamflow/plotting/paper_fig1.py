@@ -31,10 +31,13 @@ def _short(name: str) -> str:
 def _flow_label(flow: str, info: dict[str, Any]) -> str:
     """The legend entry: the flow's name, or why it failed."""
     if info["success"]:
+        start = info.get("start_step")
+        if start is not None and start > 1:  # a corrected flow that began later
+            return f"{_STYLE[flow][2]}, from step {start:g}"
         return _STYLE[flow][2]
     message = info["message"]
-    if "no expansion in lr at its start" in message:
-        reason = "refused at its start (validity η|ẋ|/√v̂ ≫ 1)"
+    if "may start" in message or "would be refused" in message or "farther from" in message:
+        reason = "refused at its start (theory/corrected_validity.md)"
     elif "max_steps" in message or "maximum number of solver steps" in message:
         reason = "solver hit max_steps"
     elif "non-finite" in message:
