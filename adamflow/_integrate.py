@@ -491,7 +491,7 @@ def integrate(
     Compilation: ``steps``/``t1``, ``save_steps`` (up to the next power of two of saved
     points), ``start``, ``lr``, ``b1``, ``b2``, ``eps``, ``weight_decay``, ``rtol`` and
     ``atol`` reach the solver as traced values, so a new one reuses the compiled solve (on a
-    97-parameter MLP a second call takes 0.3–3.5% of the first for every order;
+    97-parameter MLP a second call took 0.3–6% of the first for every order, measured by
     ``scripts/bench.py --only recompile``). A new ``loss``/``grad`` function object,
     parameter shapes, ``k``, ``order``, ``convention``, ``solver``, ``max_steps``,
     ``progress``, a lr schedule, or more saved points than the compiled bucket holds compile
