@@ -514,6 +514,15 @@ def corrected_model(opt: KAdam, convention: str, order: int = 1) -> FlowModel:
     )
 
 
+def _leading_velocity(y: FlowState, params: FlowParams) -> PyTree:
+    r"""The leading-order parameter velocity :math:`-(u^{(k)} + \lambda\theta)` at the
+    bias-corrected state ``y``, :math:`u^{(k)} = \hat m_k/(\sqrt{\hat v_k}+\varepsilon)`."""
+    update = _level_update((y.m[-1], y.v[-1]), params.eps)
+    return tree_map(
+        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay), update, y.theta
+    )
+
+
 def coordinate_validity(
     lr: Any, t: Any, y: FlowState, params: FlowParams, grad_fn: Callable[[PyTree], PyTree]
 ) -> PyTree:
@@ -526,11 +535,7 @@ def coordinate_validity(
     converge exactly where this is large.)"""
     eps = params.eps
     g, hessian_times = jax.linearize(grad_fn, y.theta)
-    u = _level_update((y.m[-1], y.v[-1]), eps)
-    velocity = tree_map(
-        lambda uu, p: rules.parameter_velocity(uu, p, params.weight_decay), u, y.theta
-    )
-    x, x_dot = g, hessian_times(velocity)
+    x, x_dot = g, hessian_times(_leading_velocity(y, params))
     worst = tree_map(jnp.zeros_like, y.theta)
     for i, (m, v) in enumerate(zip(y.m, y.v)):
         worst = tree_map(
@@ -635,11 +640,7 @@ def _series_norms(
 ) -> Any:
     r""":math:`\|\dot\theta_1-\dot\theta_0\|` and :math:`\|\dot\theta_2-\dot\theta_1\|`: the
     leading, corrected and corrected2 parameter velocities at ``(t, y)``."""
-    leading = tree_map(
-        lambda u, p: rules.parameter_velocity(u, p, params.weight_decay),
-        _level_update((y.m[-1], y.v[-1]), params.eps),
-        y.theta,
-    )
+    leading = _leading_velocity(y, params)
     one = corrected_jets(first, t, y, params, grad_fn).theta[1]
     two = corrected_jets(second, t, y, params, grad_fn).theta[1]
 

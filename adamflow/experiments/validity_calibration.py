@@ -32,7 +32,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .. import Adam, PyTree, ValidityWarning, integrate, problems, run_discrete
+from .. import (
+    Adam,
+    KAdam,
+    PyTree,
+    Trajectory,
+    ValidityWarning,
+    integrate,
+    problems,
+    run_discrete,
+)
 from .convergence import far_quadratic
 
 #: The calibration's learning rates and horizon (steps = T1/lr), and Adam's factors.
@@ -151,14 +160,13 @@ MODELS: dict[str, Callable[[], tuple[Callable[[PyTree], Any], PyTree]]] = {
 
 
 def flow_error(
-    name: str, lr: float, order: str, loss: Callable[[PyTree], Any], theta0: PyTree
+    opt: KAdam, order: str, loss: Callable[[PyTree], Any], theta0: PyTree, disc: Trajectory
 ) -> dict[str, Any]:
-    """One flow's largest error along the path against the discrete steps (the leading
-    flow from θ₀, a corrected one from the discrete state after step 1, refusal lifted),
-    with its `adamflow.StartValidity` (corrected orders)."""
-    opt = Adam(lr, b1=B1, b2=B2)
-    steps = round(T1 / lr)
-    disc = run_discrete(opt, loss, theta0, steps)
+    """One flow's largest error along the path against the discrete steps ``disc`` (every
+    step of ``opt`` from θ₀; the leading flow from θ₀, a corrected one from the discrete
+    state after step 1, refusal lifted), with its `adamflow.StartValidity` (corrected
+    orders)."""
+    steps = int(disc.steps[-1])
     start = None if order == "leading" else disc.state_at(1)
     began = time.perf_counter()
     with warnings.catch_warnings():  # the refusal is lifted on purpose: its warnings are noise
@@ -195,7 +203,9 @@ def calibration_row(name: str, lr: float) -> dict[str, Any]:
     start's indicator and the gains leading/corrected (``gain1``) and
     leading/corrected2 (``gain2``; ``nan`` where that flow failed)."""
     loss, theta0 = MODELS[name]()
-    errors = {order: flow_error(name, lr, order, loss, theta0) for order in ORDERS}
+    opt = Adam(lr, b1=B1, b2=B2)
+    disc = run_discrete(opt, loss, theta0, round(T1 / lr))  # one discrete run for every order
+    errors = {order: flow_error(opt, order, loss, theta0, disc) for order in ORDERS}
     lead = errors["leading"]["max_error"]
     gains = {}
     for order, key in (("corrected", "gain1"), ("corrected2", "gain2")):
