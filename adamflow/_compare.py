@@ -68,7 +68,8 @@ class Comparison:
 
 
 def trajectory_distance(a: Trajectory, b: Trajectory) -> np.ndarray:
-    """``|θ_a - θ_b|`` at each saved index (both saved at the same points)."""
+    """``|θ_a - θ_b|``, the Euclidean norm over every parameter, at each saved index (both
+    saved at the same points)."""
     xa, xb = a.theta_flat(), b.theta_flat()
     if xa.shape != xb.shape:
         raise ValueError(f"trajectories saved at different points: {xa.shape} vs {xb.shape}")
@@ -87,7 +88,8 @@ def compare(
     **integrate_kwargs: Any,
 ) -> Comparison:
     r"""Run ``opt`` for ``steps`` discrete steps and integrate its flow to :math:`t = n\eta`;
-    report :math:`|\theta_n - \theta(n\eta)|` at every ``save_every``-th step (and the last).
+    report :math:`|\theta_n - \theta(n\eta)|` (the Euclidean norm over every parameter of the
+    PyTree) at every ``save_every``-th step (and the last).
 
     ``start`` as in `integrate`: a `TrainingState` after K steps (``theta0`` then ``None``)
     runs both the optimizer and the flow from it, over steps K..``steps``; ``"auto"`` lets a

@@ -85,3 +85,67 @@ def explain_failure(
         y = euler(t, y, h)
         t += h
     return None
+
+
+def explain_stall(
+    model: FlowModel,
+    opt: KAdam,
+    params: Any,
+    grad_fn: Callable[[PyTree], PyTree],
+    xp: Any,
+    ts: np.ndarray,
+    ys: Any,
+    num_steps: int,
+    max_steps: int,
+    t_start: float,
+) -> str:
+    r"""Where a solve that used all ``max_steps`` solver steps got to, how many solver steps
+    each discrete step cost, and why: the preconditioned sharpness
+    :math:`\lambda_{\max}(P^{-1}H)` at the last saved state it reached against the edge of
+    stability :math:`s^*` (theory/eos.md §1-§2). An explicit solver's step is bounded by
+    :math:`\sim 1/\lambda(P^{-1}H)` in t, so past :math:`s^*`, where discrete Adam stops
+    sharpening and a leading-order flow does not, a flow costs ever more steps
+    (theory/eos.md §5)."""
+    from ._sharpness import eos_threshold, preconditioned_sharpness
+    from .rules import bias_correction, preconditioner
+
+    bad = first_nonfinite_index(ys)
+    reached = len(ts) - 1 if bad is None else bad - 1
+    t_reached = float(ts[reached]) if reached >= 0 else t_start
+    covered = (t_reached - t_start) / opt.lr
+    text = (
+        f"the solver took all max_steps={max_steps} steps and passed step "
+        f"{t_reached / opt.lr:.6g} (the last saved point it reached)"
+    )
+    if covered > 0:
+        text += f", {num_steps / covered:.3g} solver steps per discrete step"
+    sharpness = None
+    if reached >= 0 and xp is JAX_OPS:
+        try:
+            threshold = eos_threshold(opt)
+        except (TypeError, ValueError):  # k-Adam factors without a z = -1 edge, schedules
+            threshold = None
+        if threshold is not None:
+            y = jax.tree_util.tree_map(lambda x: x[reached : reached + 1], ys)
+            _, v = model.moments(ts[reached : reached + 1], y, params, grad_fn, xp)
+            divisor = bias_correction(float(np.asarray(params.b)[0]) * t_reached)
+            precond = jax.tree_util.tree_map(
+                lambda x: preconditioner(x[0] / divisor, opt.eps), v[0]
+            )
+            theta = jax.tree_util.tree_map(lambda x: x[0], model.theta(y))
+            values = preconditioned_sharpness(None, theta, precond, grad=grad_fn).values
+            sharpness = float(values[0]) / threshold
+    if sharpness is not None and sharpness > 1:
+        text += (
+            f"; there its preconditioned sharpness lambda_max(P^-1 H) is {sharpness:.3g}x "
+            "the edge-of-stability threshold eos_threshold(opt), where discrete Adam stops "
+            "sharpening and this flow does not: it is stiff and departs from the optimizer "
+            "(order='eos' follows Adam through the edge, theory/eos.md §5)"
+        )
+    elif sharpness is not None:
+        text += (
+            f"; there its preconditioned sharpness is {sharpness:.3g}x the "
+            "edge-of-stability threshold (below it: sharpening is not the cause; if many "
+            "solver steps per discrete step, an implicit solver may help)"
+        )
+    return text + ". Use a larger max_steps, or throw=False for the path up to there"

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _corrected, _eos_flow, _flows, _paper
 from ._backends import SolveResult
-from ._diagnose import explain_failure
+from ._diagnose import explain_failure, explain_stall
 from ._discrete import run_discrete, step_times
 from ._flows import FlowModel
 from ._gradients import prepare, starting_point
@@ -403,7 +403,10 @@ def integrate(
         Step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
     max_steps : int, optional
-        The most solver steps before giving up.
+        The most solver steps before giving up. A solve that uses them all says which step
+        it passed, its solver steps per discrete step and, for Adam and AdamW, its
+        preconditioned sharpness there against `eos_threshold` (a leading-order flow past
+        the edge of stability sharpens on and grows stiff, theory/eos.md §5).
     throw : bool, optional
         Raise `IntegrationError` on failure along the path (default); else return
         ``success=False`` with the reason in ``message``. A refusal before any integration
@@ -625,6 +628,19 @@ def integrate(
         success, message = False, "the flow's state became non-finite"
     if not success:
         cause = explain_failure(model, clock, params, grad_fn, xp, ts_late, ys, y0)
+        if cause is None and result.stats.get("num_steps", 0) >= max_steps:
+            cause = explain_stall(
+                model,
+                clock,
+                params,
+                grad_fn,
+                xp,
+                ts_late,
+                ys,
+                result.stats["num_steps"],
+                int(max_steps),
+                t_start,
+            )
         advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "
             "(solver='kvaerno5' on diffrax, 'Radau' on scipy)."
