@@ -77,9 +77,12 @@ from ._trajectory import PyTree, TrainingState
 #: Directions tracked by default (the top eigenvectors of P^{-1/2} H P^{-1/2}).
 DIRECTIONS = 2
 
-#: Gradients per evaluation of the field with `DIRECTIONS` tracked directions: one, and two
-#: per direction (its curvature terms are central differences of the gradient; §5).
-GRADIENTS_PER_EVAL = 1 + 2 * DIRECTIONS
+
+def gradients_per_eval(directions: int) -> int:
+    """Gradients per evaluation of the field with ``directions`` tracked directions: one,
+    and two per direction (its curvature terms are central differences of the gradient;
+    theory/eos.md §5.1)."""
+    return 1 + 2 * directions
 
 
 class EosState(NamedTuple):

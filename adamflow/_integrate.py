@@ -300,7 +300,19 @@ def check_options(**options: Any) -> dict[str, Any]:
     _checked_choices_and_limits(**{n: options.get(n, accepted[n].default) for n in names})
     if options.get("rtol") is not None:
         check_positive("rtol", options["rtol"])
+    if "eos_directions" in options:
+        _eos_directions(options.get("order", "leading"), options["eos_directions"])
     return options
+
+
+def _eos_directions(order: str, eos_directions: Any) -> int:
+    """``eos_directions``: 1, 2 or 3, and only changed from its default for ``order="eos"``."""
+    directions = check_int("eos_directions", eos_directions, 1)
+    if directions > 3:
+        raise ValueError(f"eos_directions must be 1, 2 or 3, got {directions}")
+    if order != "eos" and directions != _eos_flow.DIRECTIONS:
+        raise ValueError(f"eos_directions applies to order='eos' only, not order={order!r}")
+    return directions
 
 
 def _checked_choices_and_limits(
@@ -338,6 +350,7 @@ def integrate(
     start: TrainingState | str | None = None,
     sharpness_every: int | None = None,
     allow_invalid_start: bool = False,
+    eos_directions: int = _eos_flow.DIRECTIONS,
 ) -> Trajectory:
     r"""Integrate the continuous-time flow of ``opt`` from ``theta0`` (theory/adam.md §4,
     theory/kadam.md §2).
@@ -441,6 +454,10 @@ def integrate(
         Integrate a corrected order from a start it would refuse (the refusal's numbers are
         kept in ``Trajectory.start_validity``, and a `ValidityWarning` says it); default
         ``False``.
+    eos_directions : int, optional
+        ``order="eos"`` only: how many of the top eigenvectors of
+        :math:`P^{-1/2}HP^{-1/2}` the flow tracks and holds at the edge (1, 2 or 3; default
+        2). Each costs two gradients per field evaluation (theory/eos.md §5).
 
     Returns
     -------
@@ -473,7 +490,8 @@ def integrate(
         malformed state; ``theta0`` is empty or not finite; the gradient's output differs
         from ``theta0`` in structure or shapes; ``backend="diffrax"`` with a NumPy-only
         gradient; ``solver`` names no solver of the backend; ``sharpness_every`` is not
-        an integer >= 1, or is given for k ≥ 2 or a NumPy-only gradient.
+        an integer >= 1, or is given for k ≥ 2 or a NumPy-only gradient;
+        ``eos_directions`` is not 1, 2 or 3, or is changed for another order than ``"eos"``.
     IntegrationError
         With ``throw=True`` (default), if the solver fails or the state becomes
         non-finite; always (unless ``allow_invalid_start``), if a corrected order is refused
@@ -536,7 +554,11 @@ def integrate(
             f"{t_end / clock.lr:g} steps"
         )
     save_ts = _save_times(clock, t_end, save_steps, first_step)
-    model = MODELS[order](clock, convention)  # may refuse specs it cannot integrate, with why
+    eos_directions = _eos_directions(order, eos_directions)
+    if order == "eos":
+        model = _eos_flow.eos_model(clock, convention, directions=eos_directions)
+    else:  # may refuse specs it cannot integrate, with why
+        model = MODELS[order](clock, convention)
     if opt.schedule is not None:
         model = _flows.with_schedule(model, opt.schedule)
     gradient = prepare(loss, grad, theta0)  # finite theta0, grad of matching structure
@@ -694,7 +716,7 @@ def integrate(
         m=m,
         v=v,
         u=us,
-        stats=_gradient_counts(result.stats, order),
+        stats=_gradient_counts(result.stats, order, eos_directions),
         success=success,
         message=message,
         kind="flow",
@@ -708,11 +730,12 @@ def integrate(
     )
 
 
-def _gradient_counts(stats: dict[str, Any], order: str) -> dict[str, Any]:
+def _gradient_counts(stats: dict[str, Any], order: str, eos_directions: int) -> dict[str, Any]:
     """The solver's ``stats`` with ``field_evals`` (vector-field evaluations) and
-    ``grad_evals`` in gradients: the eos flow's field takes `_eos_flow.GRADIENTS_PER_EVAL`
-    of them (theory/eos.md §5); every other order counts one per field evaluation."""
+    ``grad_evals`` in gradients: the eos flow's field takes
+    `_eos_flow.gradients_per_eval` of them, :math:`1 + 2n` for n tracked directions
+    (theory/eos.md §5); every other order counts one per field evaluation."""
     field_evals = stats.get("grad_evals")
-    per_eval = _eos_flow.GRADIENTS_PER_EVAL if order == "eos" else 1
+    per_eval = _eos_flow.gradients_per_eval(eos_directions) if order == "eos" else 1
     grads = None if field_evals is None else int(field_evals) * per_eval
     return {**stats, "field_evals": field_evals, "grad_evals": grads}

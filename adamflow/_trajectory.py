@@ -164,11 +164,12 @@ class Trajectory:
         at every saved time before lr).
     stats : dict[str, Any]
         ``num_steps`` (solver steps or discrete steps), ``grad_evals`` (gradient
-        evaluations used to make the path: for flows, one per vector-field evaluation, five
-        for the eos flow's, whose field also differentiates the gradient along two
-        directions; a corrected flow's field takes a jet of the gradient, nested JVPs,
-        counted as one; ``None`` where the solver cannot count them), for flows
-        ``field_evals`` (vector-field evaluations), and backend-specific counters.
+        evaluations used to make the path: for flows, one per vector-field evaluation,
+        1 + 2n for the eos flow's, whose field also differentiates the gradient along its n
+        tracked directions (five at the default ``eos_directions=2``); a corrected flow's
+        field takes a jet of the gradient, nested JVPs, counted as one; ``None`` where the
+        solver cannot count them), for flows ``field_evals`` (vector-field evaluations),
+        and backend-specific counters.
     success : bool
         Whether the run finished with a finite state.
     message : str

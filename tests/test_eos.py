@@ -100,6 +100,22 @@ def test_the_eos_flow_holds_the_edge_where_the_leading_flow_passes_it():
     assert leading.stats["grad_evals"] == leading.stats["field_evals"] > 0
 
 
+def test_eos_directions_sets_the_tracked_directions_and_is_checked():
+    # Far below the edge every σ² is 0 and the eos flow is the leading flow (§5.1), for
+    # any number of directions; one direction costs 1 + 2 gradients per field evaluation.
+    opt = af.Adam(0.01)
+    kwargs = dict(steps=30, save_steps=[0, 10, 30], rtol=1e-10)
+    one = af.integrate(opt, quadratic, THETA0, order="eos", eos_directions=1, **kwargs)
+    leading = af.integrate(opt, quadratic, THETA0, **kwargs)
+    np.testing.assert_allclose(one.theta_flat(), leading.theta_flat(), rtol=0, atol=1e-8)
+    assert one.stats["grad_evals"] == 3 * one.stats["field_evals"] > 0
+    for bad, match in ((0, "integer >= 1"), (4, "1, 2 or 3"), (1.5, "integer")):
+        with pytest.raises(ValueError, match=f"eos_directions.*{match}"):
+            af.integrate(opt, quadratic, THETA0, order="eos", eos_directions=bad, steps=2)
+    with pytest.raises(ValueError, match="eos_directions applies to order='eos' only"):
+        af.compare(opt, quadratic, THETA0, 2, eos_directions=1)
+
+
 def test_a_flow_out_of_solver_steps_past_the_edge_says_so():
     # Measured: 800 solver steps take the leading flow past step 200, where its
     # preconditioned sharpness is 2.3x the threshold (discrete Adam stays at 1).
