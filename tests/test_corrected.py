@@ -224,26 +224,53 @@ def test_a_start_the_calibration_says_loses_is_refused_naming_its_leaves(order):
     assert sum(share for _, share in report.limiting_leaves) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_corrected2_refuses_where_its_series_is_not_finite():
-    # Two parameters, the second with a gradient of 1e-7 at the start and a coupling of 5
-    # to the first: after one step v̂₂ is ~1e-14 and its update moves fast, so the indicator
-    # is far above the limit (measured rms 1.31e5) and corrected2's jets overflow.
-    def coupled(theta):
-        return (
-            jnp.log(jnp.cosh(theta[0] - 3.0))
-            + 0.5 * theta[1] ** 2
-            + 5.0 * jnp.tanh(theta[0]) * theta[1]
-        )
+def coupled(theta):
+    """Two parameters, the second with a gradient of 1e-7 at the start and a coupling of 5
+    to the first: after one step v̂₂ is ~1e-14 and its update moves fast (the tanh net's
+    near-zero hidden gradients, in two coordinates)."""
+    return (
+        jnp.log(jnp.cosh(theta[0] - 3.0))
+        + 0.5 * theta[1] ** 2
+        + 5.0 * jnp.tanh(theta[0]) * theta[1]
+    )
 
+
+COUPLED_THETA0 = jnp.array([0.0, 1e-7])
+
+
+def test_corrected2_refuses_where_its_series_is_not_finite():
+    # Measured: rms 1.31e5, far above the limit; corrected2's jets overflow.
     opt = af.Adam(0.005, b1=0.85, b2=0.98)
-    theta0 = jnp.array([0.0, 1e-7])
-    dense = _dense_validity_at_step_one(coupled, theta0, opt)
+    dense = _dense_validity_at_step_one(coupled, COUPLED_THETA0, opt)
     rms = float(np.sqrt(np.mean(dense**2)))
     assert rms > _corrected.rms_limit()
-    state = af.run_discrete(opt, coupled, theta0, 1).state_at(1)
+    state = af.run_discrete(opt, coupled, COUPLED_THETA0, 1).state_at(1)
     text = _refusal_text(opt, coupled, state, "corrected2")
     assert f"indicator rms(lr*|dx/dt|/(sqrt(v_hat)+eps)) is {rms:.3g}" in text
     assert "its series in lr diverges there (the second correction is not finite)" in text
+
+
+def test_by_default_a_corrected_flow_begins_where_its_expansion_holds():
+    # The two-parameter form of test_start's tanh-net check (-m slow). Measured: starts at
+    # step 3 (largest validity 0.77 there); largest error 9.6e-5 against the leading
+    # flow's 1.37e-3 (14x).
+    opt = af.Adam(0.005, b1=0.85, b2=0.98)
+    step_one = af.run_discrete(opt, coupled, COUPLED_THETA0, 1).state_at(1)
+    assert "start='auto'" in _refusal_text(opt, coupled, step_one, "corrected")
+    with pytest.raises(af.IntegrationError, match=r"no step before the horizon \(tried 1\.\.1\)"):
+        af.integrate(opt, coupled, COUPLED_THETA0, steps=2, order="corrected")  # none to move to
+    leading = af.compare(opt, coupled, COUPLED_THETA0, 100)
+    auto = af.compare(opt, coupled, COUPLED_THETA0, 100, start="auto", order="corrected")
+    default = af.integrate(opt, coupled, COUPLED_THETA0, steps=100, order="corrected")
+    start = auto.flow.start_step
+    assert 1 < start < 20 and default.start_step == start
+    report = auto.flow.start_validity
+    assert report.step == start and report.max <= 1.0 and report.fraction_above_one == 0.0
+    np.testing.assert_array_equal(default.theta_flat(), auto.flow.theta_flat())
+    assert auto.max_error * 5 <= leading.max_error
+    before = auto.steps < start
+    np.testing.assert_allclose(auto.error[before], 0.0, atol=1e-15)  # the discrete steps
+    assert auto.flow.theta_flat().shape == auto.discrete.theta_flat().shape
 
 
 def test_the_indicator_is_the_dense_hessian_one_where_a_flow_may_start():

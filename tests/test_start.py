@@ -81,6 +81,7 @@ def test_a_flow_from_a_later_state_converges_at_its_order():
     assert 1.8 <= fits["corrected"].order <= 2.8, fits["corrected"]
 
 
+@pytest.mark.slow  # the default run checks the same on a two-parameter loss (test_corrected)
 def test_by_default_a_corrected_flow_begins_where_its_expansion_holds():
     loss_net, theta0 = tanh_net_problem()
     opt = af.Adam(0.005, b1=0.85, b2=0.98)
