@@ -650,7 +650,8 @@ def integrate(
         success, message = False, "the flow's state became non-finite"
     if not success:
         cause = explain_failure(model, clock, params, grad_fn, xp, ts_late, ys, y0)
-        if cause is None and result.stats.get("num_steps", 0) >= max_steps:
+        # scipy counts no solver steps (None): only diffrax's step limit is explained.
+        if cause is None and (result.stats.get("num_steps") or 0) >= max_steps:
             cause = explain_stall(
                 model,
                 clock,
