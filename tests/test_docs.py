@@ -34,8 +34,9 @@ _FENCE = re.compile(r"^(?P<indent>[ ]*)(?P<ticks>```+)(?P<info>[^\n`]*)$")
 SHOWN_ONLY = {"bash", "text", "pycon", "toml", "yaml", "console", ""}
 # Pages whose examples must take longer than 10 s: each compiles a diffrax solve, a
 # corrected flow or several training loops, or starts processes (CPU seconds measured on the
-# 2-core machine: concepts 28, continue 27, own-model 24, getting-started 18, kadam-optax
-# 12; distributed starts two JAX processes). The README's test command leaves them out;
+# 2-core machine: concepts 28, continue 27, own-model 24, getting-started 18, sharpness 44
+# (an eos flow and a leading flow past the edge), kadam-optax 12; distributed starts two
+# JAX processes). The README's test command leaves them out;
 # .ci/run runs them (pytest -m slow tests/test_docs.py).
 SLOW_PAGES = {
     "concepts.md",
@@ -44,6 +45,7 @@ SLOW_PAGES = {
     "how-to/distributed.md",
     "how-to/kadam-optax.md",
     "how-to/own-model.md",
+    "how-to/sharpness.md",
 }
 
 
