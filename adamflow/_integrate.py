@@ -421,8 +421,9 @@ def integrate(
         preconditioned sharpness there against `eos_threshold` (a leading-order flow past
         the edge of stability sharpens on and grows stiff, theory/eos.md §5).
     throw : bool, optional
-        Raise `IntegrationError` on failure along the path (default); else return
-        ``success=False`` with the reason in ``message``. A refusal before any integration
+        Raise `IntegrationError` on failure along the path (default; the error's
+        ``trajectory`` is the path up to the failure); else return ``success=False`` with
+        the reason in ``message``. A refusal before any integration
         (a spec or start the order cannot handle) always raises. A corrected flow that
         succeeds but leaves its regime along the path (its indicator above the refusal's
         limit at a saved point) warns (`ValidityWarning`).
@@ -494,7 +495,8 @@ def integrate(
         ``eos_directions`` is not 1, 2 or 3, or is changed for another order than ``"eos"``.
     IntegrationError
         With ``throw=True`` (default), if the solver fails or the state becomes
-        non-finite; always (unless ``allow_invalid_start``), if a corrected order is refused
+        non-finite (its ``trajectory`` holds the path up to there, as ``throw=False``
+        returns it); always (unless ``allow_invalid_start``), if a corrected order is refused
         at ``start`` or at every step ``start="auto"`` tries before the horizon (the
         message names the indicator, the leaves that limit it and the fraction of
         coordinates above 1), or the discrete run of ``start="auto"`` fails.
@@ -673,8 +675,6 @@ def integrate(
             if cause
             else f"{message.rstrip('.')}. {advice}"
         )
-        if throw:
-            raise IntegrationError(message)
     theta = model.theta(ys)
     m, v = model.moments(ts_late, ys, params, grad_fn, xp)
     validity, left = model.validity(clock, params, ts_late, ys, grad_fn)
@@ -709,7 +709,7 @@ def integrate(
         sharpness = sharpness_along(
             opt, grad_fn, save_ts / clock.lr, theta, v[0], divisor, sharpness_every, progress
         )
-    return Trajectory(
+    trajectory = Trajectory(
         # Constant lr: the integration times themselves (no lr round trip); schedule: Σ η_i.
         ts=save_ts if opt.schedule is None else step_times(opt, save_ts),
         steps=save_ts / clock.lr,
@@ -729,6 +729,9 @@ def integrate(
         sharpness=sharpness,
         start_validity=start_report,
     )
+    if throw and not success:  # the path up to the failure goes with the error
+        raise IntegrationError(message, trajectory)
+    return trajectory
 
 
 def _gradient_counts(stats: dict[str, Any], order: str, eos_directions: int) -> dict[str, Any]:

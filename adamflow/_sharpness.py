@@ -372,7 +372,8 @@ def sharpness_along(
     :math:`P = \sqrt{v/d} + \varepsilon` from the saved raw second moment ``v`` and its
     bias-correction divisor ``d`` (``v_divisor``, one per saved point: :math:`1-\beta_2^n`
     for the optimizer, :math:`1-e^{-bt}` for a flow). ``theta`` and ``v`` have a leading
-    axis of saved points."""
+    axis of saved points. Points with non-finite parameters (not reached by a failed flow)
+    stay ``nan``."""
     from tqdm.auto import tqdm
 
     steps = np.asarray(steps, dtype=float)
@@ -380,6 +381,8 @@ def sharpness_along(
     chosen = np.flatnonzero((steps > 0) & np.isclose(np.remainder(steps + 0.5, every), 0.5))
     for j in tqdm(chosen, desc="sharpness", unit="point", disable=not progress):
         point = jax.tree_util.tree_map(lambda x: jnp.asarray(x[j]), theta)
+        if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(point)):
+            continue  # a point a failed flow did not reach (inf): nothing to measure, nan
         precond = jax.tree_util.tree_map(
             lambda x: rules.preconditioner(jnp.asarray(x[j]) / v_divisor[j], opt.eps), v
         )

@@ -23,6 +23,11 @@ class IntegrationError(RuntimeError):
     ----------
     args : tuple
         ``(message,)``: what failed, and the solver's reason or advice.
+    trajectory : Trajectory | None
+        For a failure along the path, the path up to it (``success=False``, the saved
+        points the solver did not reach are ``inf``), as ``throw=False`` would have
+        returned it: a long solve that fails loses nothing it computed. ``None`` for a
+        refusal before any integration.
 
     Raises
     ------
@@ -39,6 +44,10 @@ class IntegrationError(RuntimeError):
     ...     print("failed:", error)
     failed: the flow's state became non-finite
     """
+
+    def __init__(self, message: str, trajectory: Trajectory | None = None) -> None:
+        super().__init__(message)
+        self.trajectory = trajectory
 
 
 class TrainingState(NamedTuple):

@@ -38,11 +38,18 @@ def test_a_solve_out_of_solver_steps_says_where_it_got_and_its_sharpness():
         return 0.5 * jnp.sum(jnp.asarray(h) * theta**2)
 
     saved = np.arange(0, 201, 10)
-    flow = af.integrate(
-        opt, loss, jnp.ones(2), steps=200, save_steps=saved, max_steps=100, throw=False
-    )
+    kwargs = dict(steps=200, save_steps=saved, max_steps=100, sharpness_every=10)
+    with pytest.raises(af.IntegrationError) as failure:
+        af.integrate(opt, loss, jnp.ones(2), **kwargs)
+    flow = failure.value.trajectory  # the path up to the failure comes with the error
+    assert flow.message == str(failure.value)
+    returned = af.integrate(opt, loss, jnp.ones(2), throw=False, **kwargs)
+    np.testing.assert_array_equal(flow.theta_flat(), returned.theta_flat())
     reached = int(np.flatnonzero(np.isfinite(flow.theta_flat()).all(axis=1))[-1])
     assert not flow.success and 0 < reached < len(saved) - 1
+    # The sharpness is measured where the flow got to, nan beyond.
+    assert np.isfinite(flow.sharpness[1 : reached + 1]).all()
+    assert np.isnan(flow.sharpness[reached + 1 :]).all()
     b = np.log(1 / 0.999) / 0.1  # the exact convention's rate
     v_hat = np.asarray(flow.v[0][reached]) / -np.expm1(-b * flow.ts[reached])
     ratio = np.max(h / (np.sqrt(v_hat) + 1e-8)) / af.eos_threshold(opt)
