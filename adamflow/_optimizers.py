@@ -60,8 +60,7 @@ class KAdam:
     weight_decay : float, optional
         Decoupled weight decay λ >= 0 (AdamW's).
     name : str, optional
-        The kind shown by ``repr`` (`Adam` and `AdamW` set theirs); ``==`` ignores it,
-        `stack_specs` requires one kind.
+        The kind shown by ``repr`` (`Adam` and `AdamW` set theirs); ``==`` ignores it.
 
     Raises
     ------
@@ -375,7 +374,9 @@ def stack_specs(specs: Sequence[KAdam]) -> KAdam:
     Parameters
     ----------
     specs : Sequence[KAdam]
-        Specs of one kind (all Adam, all AdamW or all KAdam) and one ``k``.
+        Specs of one ``k`` and one lr schedule (or none). Kinds may mix: the stacked spec
+        is named AdamW where Adam and AdamW specs mix (Adam is AdamW with
+        ``weight_decay=0``), KAdam where a KAdam spec is among them.
 
     Returns
     -------
@@ -387,7 +388,7 @@ def stack_specs(specs: Sequence[KAdam]) -> KAdam:
     Raises
     ------
     ValueError
-        If ``specs`` is empty, or the specs differ in ``k`` or kind.
+        If ``specs`` is empty, or the specs differ in ``k`` or lr schedule.
     TypeError
         If an element is not an `Adam`, `AdamW` or `KAdam` spec.
 
@@ -410,8 +411,14 @@ def stack_specs(specs: Sequence[KAdam]) -> KAdam:
     for spec in specs:
         if not isinstance(spec, KAdam):
             raise TypeError(f"every spec must be an Adam, AdamW or KAdam spec, got {spec!r}")
-    if len({(spec.k, spec.name) for spec in specs}) != 1:
-        raise ValueError("stacked specs must share k and kind (Adam, AdamW or KAdam)")
+    if len({spec.k for spec in specs}) != 1:
+        raise ValueError(f"stacked specs must share k, got k = {sorted({s.k for s in specs})}")
+    if any(spec.schedule is not specs[0].schedule for spec in specs):
+        raise ValueError("stacked specs must share one lr schedule (or none)")
+    names = {spec.name for spec in specs}
+    if len(names) > 1:  # Adam is AdamW without decay, and both are k-Adam with k = 1
+        common = "AdamW" if names <= {"Adam", "AdamW"} else "KAdam"
+        specs = [spec.replace(name=common) for spec in specs]
     return jax.tree_util.tree_map(lambda *leaves: jnp.asarray(leaves), *specs)
 
 

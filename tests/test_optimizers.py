@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import adamflow as af
@@ -89,3 +90,22 @@ def test_stacked_specs_vmap_like_one_spec_per_cell():
         af.stack_specs([af.Adam(1e-2), af.Adam(1e-2, b2=1.0)])
     with pytest.raises(ValueError, match="share k"):
         af.stack_specs([af.Adam(1e-2), af.KAdam(1e-2, k=2)])
+    with pytest.raises(ValueError, match="one lr schedule"):
+        af.stack_specs([af.Adam(1e-2), af.Adam(optax.constant_schedule(1e-2))])
+
+
+def test_adam_and_adamw_specs_stack_together():
+    # Adam(lr) == AdamW(lr, weight_decay=0): a grid over weight decay may start at Adam.
+    specs = [af.Adam(1e-2), af.AdamW(1e-2, weight_decay=0.1), af.KAdam(1e-2, k=1, weight_decay=0.2)]
+    grad, theta = jnp.array([0.3, -2.0]), jnp.array([1.0, 1.0])
+
+    def one_step(spec):
+        _, u = af.cascade_step(spec, af.init_state(1, grad), grad)
+        return af.parameter_step(spec, theta, u)
+
+    for group, name in ((specs[:2], "AdamW"), (specs, "KAdam")):
+        stacked = af.stack_specs(group)
+        assert stacked.name == name
+        batched = jax.vmap(one_step)(stacked)
+        for row, spec in zip(batched, group, strict=True):
+            np.testing.assert_array_equal(row, one_step(spec))
