@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 from test_corrected import THETA0 as FAR_THETA0
-from test_corrected import far_quadratic, spec, tanh_net_problem
+from test_corrected import far_quadratic, spec
 
 import adamflow as af
 
@@ -79,31 +79,6 @@ def test_a_flow_from_a_later_state_converges_at_its_order():
     assert not fits["leading"].refused and not fits["corrected"].refused
     assert 0.8 <= fits["leading"].order <= 1.2, fits["leading"]
     assert 1.8 <= fits["corrected"].order <= 2.8, fits["corrected"]
-
-
-@pytest.mark.slow  # the default run checks the same on a two-parameter loss (test_corrected)
-def test_by_default_a_corrected_flow_begins_where_its_expansion_holds():
-    loss_net, theta0 = tanh_net_problem()
-    opt = af.Adam(0.005, b1=0.85, b2=0.98)
-    step_one = af.run_discrete(opt, loss_net, theta0, 1).state_at(1)
-    with pytest.raises(af.IntegrationError, match="start='auto'"):  # the refusal says how
-        af.integrate(opt, loss_net, None, start=step_one, steps=100, order="corrected")
-    with pytest.raises(af.IntegrationError, match=r"no step before the horizon \(tried 1\.\.1\)"):
-        af.integrate(opt, loss_net, theta0, steps=2, order="corrected")  # none to move to
-    leading = af.compare(opt, loss_net, theta0, 100)
-    auto = af.compare(opt, loss_net, theta0, 100, start="auto", order="corrected")
-    default = af.integrate(opt, loss_net, theta0, steps=100, order="corrected")
-    start = auto.flow.start_step
-    # Measured: starts at step 3 (every coordinate's validity ≤ 1 there, largest 0.77);
-    # largest error 1.4e-3 against the leading flow's 2.0e-2.
-    assert 1 < start < 20 and default.start_step == start
-    report = auto.flow.start_validity
-    assert report.step == start and report.max <= 1.0 and report.fraction_above_one == 0.0
-    np.testing.assert_array_equal(default.theta_flat(), auto.flow.theta_flat())
-    assert auto.max_error * 5 <= leading.max_error
-    before = auto.steps < start
-    np.testing.assert_allclose(auto.error[before], 0.0, atol=1e-15)  # the discrete steps
-    assert auto.flow.theta_flat().shape == auto.discrete.theta_flat().shape
 
 
 def test_start_auto_leaves_flows_that_start_at_zero_alone():
