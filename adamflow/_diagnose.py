@@ -98,6 +98,7 @@ def explain_stall(
     num_steps: int,
     max_steps: int,
     t_start: float,
+    holds_the_edge: bool = False,
 ) -> str:
     r"""Where a solve that used all ``max_steps`` solver steps got to, how many solver steps
     each discrete step cost, and why: the preconditioned sharpness
@@ -105,7 +106,8 @@ def explain_stall(
     stability :math:`s^*` (theory/eos.md §1-§2). An explicit solver's step is bounded by
     :math:`\sim 1/\lambda(P^{-1}H)` in t, so past :math:`s^*`, where discrete Adam stops
     sharpening and a leading-order flow does not, a flow costs ever more steps
-    (theory/eos.md §5)."""
+    (theory/eos.md §5). ``holds_the_edge``: the flow is the eos flow, which is not sent to
+    itself. Not measured at t = 0, where v̂ is a limit the saved raw moment cannot give."""
     from ._sharpness import eos_threshold, preconditioned_sharpness
     from .rules import bias_correction, preconditioner
 
@@ -120,7 +122,8 @@ def explain_stall(
     if covered > 0:
         text += f", {num_steps / covered:.3g} solver steps per discrete step"
     sharpness = None
-    if reached >= 0 and xp is JAX_OPS:
+    # At t = 0 the bias-corrected v̂ is a 0/0 limit the saved raw moment cannot give.
+    if reached >= 0 and t_reached > 0 and xp is JAX_OPS:
         try:
             threshold = eos_threshold(opt)
         except (TypeError, ValueError):  # k-Adam factors without a z = -1 edge, schedules
@@ -135,17 +138,22 @@ def explain_stall(
             theta = jax.tree_util.tree_map(lambda x: x[0], model.theta(y))
             values = preconditioned_sharpness(None, theta, precond, grad=grad_fn).values
             sharpness = float(values[0]) / threshold
-    if sharpness is not None and sharpness > 1:
+    if sharpness is not None:
         text += (
             f"; there its preconditioned sharpness lambda_max(P^-1 H) is {sharpness:.3g}x "
-            "the edge-of-stability threshold eos_threshold(opt), where discrete Adam stops "
-            "sharpening and this flow does not: it is stiff and departs from the optimizer "
-            "(order='eos' follows Adam through the edge, theory/eos.md §5)"
+            "the edge-of-stability threshold eos_threshold(opt)"
         )
-    elif sharpness is not None:
-        text += (
-            f"; there its preconditioned sharpness is {sharpness:.3g}x the "
-            "edge-of-stability threshold (below it: sharpening is not the cause; if many "
-            "solver steps per discrete step, an implicit solver may help)"
-        )
+        if sharpness <= 1:
+            text += (
+                " (below it: sharpening is not the cause; if many solver steps per discrete "
+                "step, an implicit solver may help)"
+            )
+        elif holds_the_edge:
+            text += " (above it although this flow models the edge: theory/eos.md §5.4)"
+        else:
+            text += (
+                ", where discrete Adam stops sharpening and this flow does not: it is stiff "
+                "and departs from the optimizer (order='eos' follows Adam through the edge, "
+                "theory/eos.md §5)"
+            )
     return text + ". Use a larger max_steps, or throw=False for the path up to there"

@@ -307,9 +307,10 @@ def check_options(**options: Any) -> dict[str, Any]:
 
 def _eos_directions(order: str, eos_directions: Any) -> int:
     """``eos_directions``: 1, 2 or 3, and only changed from its default for ``order="eos"``."""
-    directions = check_int("eos_directions", eos_directions, 1)
-    if directions > 3:
-        raise ValueError(f"eos_directions must be 1, 2 or 3, got {directions}")
+    integral = isinstance(eos_directions, int | np.integer) and not isinstance(eos_directions, bool)
+    if not integral or eos_directions not in (1, 2, 3):
+        raise ValueError(f"eos_directions must be 1, 2 or 3, got {eos_directions!r}")
+    directions = int(eos_directions)
     if order != "eos" and directions != _eos_flow.DIRECTIONS:
         raise ValueError(f"eos_directions applies to order='eos' only, not order={order!r}")
     return directions
@@ -416,8 +417,8 @@ def integrate(
         Step numbers (``t/lr``, floats allowed) to save at; default every
         integer step from 0 and the end.
     max_steps : int, optional
-        The most solver steps before giving up. A solve that uses them all says which step
-        it passed, its solver steps per discrete step and, for Adam and AdamW, its
+        The most solver steps before giving up. A diffrax solve that uses them all says
+        which step it passed, its solver steps per discrete step and, for Adam and AdamW, its
         preconditioned sharpness there against `eos_threshold` (a leading-order flow past
         the edge of stability sharpens on and grows stiff, theory/eos.md §5).
     throw : bool, optional
@@ -665,6 +666,7 @@ def integrate(
                 result.stats["num_steps"],
                 int(max_steps),
                 t_start,
+                holds_the_edge=order == "eos",
             )
         advice = (
             "Try a larger max_steps, looser rtol/atol, or an implicit solver "

@@ -25,8 +25,9 @@ class IntegrationError(RuntimeError):
         ``(message,)``: what failed, and the solver's reason or advice.
     trajectory : Trajectory | None
         For a failure along the path, the path up to it (``success=False``, the saved
-        points the solver did not reach are ``inf``), as ``throw=False`` would have
-        returned it: a long solve that fails loses nothing it computed. ``None`` for a
+        points the solver did not reach are not finite), as ``throw=False`` would have
+        returned it: a long diffrax solve that fails loses nothing it computed (scipy's
+        failed solves keep no points). ``None`` for a
         refusal before any integration.
 
     Raises

@@ -109,8 +109,8 @@ def test_eos_directions_sets_the_tracked_directions_and_is_checked():
     leading = af.integrate(opt, quadratic, THETA0, **kwargs)
     np.testing.assert_allclose(one.theta_flat(), leading.theta_flat(), rtol=0, atol=1e-8)
     assert one.stats["grad_evals"] == 3 * one.stats["field_evals"] > 0
-    for bad, match in ((0, "integer >= 1"), (4, "1, 2 or 3"), (1.5, "integer")):
-        with pytest.raises(ValueError, match=f"eos_directions.*{match}"):
+    for bad in (0, 4, 1.5, 2.0, "2", True):
+        with pytest.raises(ValueError, match="eos_directions must be 1, 2 or 3"):
             af.integrate(opt, quadratic, THETA0, order="eos", eos_directions=bad, steps=2)
     with pytest.raises(ValueError, match="eos_directions applies to order='eos' only"):
         af.compare(opt, quadratic, THETA0, 2, eos_directions=1)

@@ -66,13 +66,18 @@ def test_a_solve_out_of_solver_steps_says_where_it_got_and_its_sharpness(max_ste
         assert f"lambda_max(P^-1 H) is {ratio:.3g}x the edge-of-stability threshold" in said
         assert "order='eos' follows Adam through the edge" in said
         return
-    assert f"is {ratio:.3g}x the edge-of-stability threshold (below it" in said
+    assert f"is {ratio:.3g}x the edge-of-stability threshold eos_threshold(opt) (below it" in said
     # The sharpness is measured where the flow got to, nan beyond; throw=False returns
     # the same path.
     np.testing.assert_allclose(flow.sharpness[reached] / af.eos_threshold(opt), ratio, rtol=1e-6)
     assert np.isnan(flow.sharpness[reached + 1 :]).all()
     returned = af.integrate(opt, spread_quadratic, jnp.ones(8), throw=False, **kwargs)
     np.testing.assert_array_equal(flow.theta_flat(), returned.theta_flat())
+    # Stopped before its first save after t = 0: no sharpness (v̂ there is a 0/0 limit).
+    kwargs["max_steps"] = 1
+    early = af.integrate(opt, spread_quadratic, jnp.ones(8), throw=False, **kwargs)
+    assert "passed step 0 (the last" in early.message
+    assert "sharpness" not in early.message.split(" (the solver said")[0]
 
 
 def test_zero_eps_and_zero_gradient_is_named_as_zero_over_zero():
