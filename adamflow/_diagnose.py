@@ -108,8 +108,8 @@ def explain_stall(
     sharpening and a leading-order flow does not, a flow costs ever more steps
     (theory/eos.md §5). ``holds_the_edge``: the flow is the eos flow, which is not sent to
     itself. Not measured at t = 0, where v̂ is a limit the saved raw moment cannot give."""
-    from ._sharpness import eos_threshold, preconditioned_sharpness
-    from .rules import bias_correction, preconditioner
+    from ._sharpness import eos_threshold, sharpness_at
+    from .rules import bias_correction
 
     bad = first_nonfinite_index(ys)
     reached = len(ts) - 1 if bad is None else bad - 1
@@ -132,12 +132,9 @@ def explain_stall(
             y = jax.tree_util.tree_map(lambda x: x[reached : reached + 1], ys)
             _, v = model.moments(ts[reached : reached + 1], y, params, grad_fn, xp)
             divisor = bias_correction(float(np.asarray(params.b)[0]) * t_reached)
-            precond = jax.tree_util.tree_map(
-                lambda x: preconditioner(x[0] / divisor, opt.eps), v[0]
-            )
-            theta = jax.tree_util.tree_map(lambda x: x[0], model.theta(y))
-            values = preconditioned_sharpness(None, theta, precond, grad=grad_fn).values
-            sharpness = float(values[0]) / threshold
+            first = lambda tree: jax.tree_util.tree_map(lambda x: x[0], tree)  # noqa: E731
+            at = sharpness_at(opt, grad_fn, first(model.theta(y)), first(v[0]), divisor)
+            sharpness = at / threshold
     if sharpness is not None:
         text += (
             f"; there its preconditioned sharpness lambda_max(P^-1 H) is {sharpness:.3g}x "

@@ -26,7 +26,7 @@ from numpy.polynomial import Polynomial
 from . import rules
 from ._gradients import check_like, resolve_grad
 from ._optimizers import KAdam
-from ._trajectory import PyTree
+from ._trajectory import PyTree, all_finite
 from .validation import check_array, check_bool, check_int
 
 
@@ -357,6 +357,17 @@ def check_sharpness_every(opt: KAdam, every: Any, traceable: bool) -> int | None
     return every
 
 
+def sharpness_at(
+    opt: KAdam, grad_fn: Callable[[PyTree], PyTree], theta: PyTree, v: PyTree, v_divisor: Any
+) -> float:
+    r""":math:`\lambda_{\max}(P^{-1}H)` at ``theta`` with :math:`P = \sqrt{v/d} + \varepsilon`
+    from a raw second moment ``v`` and its bias-correction divisor ``d`` (theory/eos.md §1)."""
+    precond = jax.tree_util.tree_map(
+        lambda x: rules.preconditioner(jnp.asarray(x) / v_divisor, opt.eps), v
+    )
+    return float(preconditioned_sharpness(None, theta, precond, grad=grad_fn).values[0])
+
+
 def sharpness_along(
     opt: KAdam,
     grad_fn: Callable[[PyTree], PyTree],
@@ -381,12 +392,10 @@ def sharpness_along(
     chosen = np.flatnonzero((steps > 0) & np.isclose(np.remainder(steps + 0.5, every), 0.5))
     for j in tqdm(chosen, desc="sharpness", unit="point", disable=not progress):
         point = jax.tree_util.tree_map(lambda x: jnp.asarray(x[j]), theta)
-        if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(point)):
-            continue  # a point a failed flow did not reach (inf): nothing to measure, nan
-        precond = jax.tree_util.tree_map(
-            lambda x: rules.preconditioner(jnp.asarray(x[j]) / v_divisor[j], opt.eps), v
-        )
-        values[j] = preconditioned_sharpness(None, point, precond, grad=grad_fn).values[0]
+        if not all_finite(point):  # a point a failed flow did not reach: nothing to measure
+            continue
+        v_point = jax.tree_util.tree_map(lambda x: x[j], v)
+        values[j] = sharpness_at(opt, grad_fn, point, v_point, v_divisor[j])
     return values
 
 

@@ -310,7 +310,6 @@ def _normalization(meta: Mapping[str, Any]) -> str:
     )
 
 
-#: (title, figures read, text) of each bullet, in order.
 def _paper_fig1(fig1: Mapping[str, Any]) -> str:
     params = fig1["parameters"]
     names = [w for w in ("100", "1500", "long") if w in fig1["Adam"]["windows"]]
@@ -350,6 +349,7 @@ def _paper_fig1(fig1: Mapping[str, Any]) -> str:
     )
 
 
+#: (title, figures read, text) of each bullet, in order.
 _BULLETS: tuple[tuple[str, tuple[str, ...], Callable[..., str]], ...] = (
     ("Stable region.", ("phase_diagram", "switch_off_growth"), _stable_region),
     ("Flow vs optimizer.", ("convergence",), _flow_vs_optimizer),
